@@ -59,7 +59,11 @@ class PlannedBenchmark:
     def from_dict(cls, data: dict[str, Any]) -> PlannedBenchmark:
         seed = data.get("seed")
         return cls(
-            data["slug"], data["version"], dict(data["setup"]), data.get("note"), int(seed) if seed is not None else None
+            data["slug"],
+            data["version"],
+            dict(data["setup"]),
+            data.get("note"),
+            int(seed) if seed is not None else None,
         )
 
     @property

@@ -36,11 +36,13 @@ from leaderboard.models import (
     EvaluationRun,
     Flag,
     FlagEvent,
+    KnownBase,
     ModelSubmission,
     SampleResult,
 )
 from verification import intake as intake_mod
 from verification import pipeline as vp
+from verification import private_sets
 from verification.checks import CheckContext, ModelRef, run_checks
 from verification.claims import ClaimsDoc, ClaimSpec
 from verification.compare import Measurement, base_section, compare, make_flag
@@ -100,6 +102,17 @@ def datasets_dir():
     return datasets_dir_from_env(settings.DATASETS_DIR)
 
 
+def register_private_sets() -> list[str]:
+    """Register the stored private held-out sets in this process's benchmark registry; their
+    slugs are planned for every submission (the held-out test) and measurable by this worker."""
+    try:
+        return vp.register_private_sets(_setting("PRIVATE_BENCHMARKS_DIR", None))
+    except (private_sets.PrivateSetError, OSError, ValueError) as exc:
+        # A broken store must not stop public measurement; the message names the type only.
+        log.error("private held-out sets not registered: %s", private_sets.safe_error(exc))
+        return []
+
+
 class Retryable(Exception):
     """A transient failure (the Hub timed out): the task retries later."""
 
@@ -147,7 +160,7 @@ def start_verification(submission_id: int, enqueue: Callable[[int], None] | None
         ModelSubmission.objects.filter(id=submission.id).update(status=Status.QUEUED)
         raise Retryable(str(exc)) from exc
     doc = claims_doc(submission)
-    plan = vp.plan_benchmarks(doc, None, core_benchmarks())
+    plan = vp.plan_benchmarks(doc, None, core_benchmarks(), private=register_private_sets())
     limit = eval_limit()
     hygiene = {**model_intake.hygiene(), "sha": model_intake.sha}
     base_intake = None
@@ -333,6 +346,8 @@ class DbHooks(vp.MeasureHooks):
         ]
 
     def save_records(self, plan: vp.PlannedBenchmark, records: list[SampleRecord]) -> None:
+        if plan.private:  # scores only: a private item's text never reaches the database
+            records = [private_sets.redact_sample(r) for r in records]
         SampleResult.objects.bulk_create(
             [
                 SampleResult(
@@ -417,6 +432,8 @@ def execute_run(run_id: int) -> str:
         run.id, f"claimed by {_worker_id()}" + (f"; resuming after {resumed} stored items" if resumed else "")
     )
     plan = [vp.PlannedBenchmark.from_dict(p) for p in run.benchmarks]
+    if any(p.private for p in plan):
+        register_private_sets()
     hooks = DbHooks(run)
     try:
         with Heartbeat(run.id), ExitStack() as stack:
@@ -437,7 +454,11 @@ def execute_run(run_id: int) -> str:
         EvaluationRun.objects.filter(id=run.id).update(status=RunStatus.QUEUED, heartbeat_at=timezone.now())
         raise Retryable(str(exc)) from exc
     except Exception as exc:
-        log.exception("run %s failed", run.id)
+        if isinstance(exc, vp.PrivateBenchmarkError):
+            # Already reduced to the exception type; no traceback (it could show item text).
+            log.error("run %s failed: %s", run.id, exc)
+        else:
+            log.exception("run %s failed", run.id)
         _fail_run(run.id, f"{type(exc).__name__}: {exc}")
         _after_run(run.id)
         return RunStatus.FAILED
@@ -464,6 +485,7 @@ def _store_measurements(run_id: int, outcome: vp.MeasureOutcome, backend_info: d
                     n_errors=m.n_errors,
                     n_unparsed=m.n_unparsed,
                     dataset_hash=m.dataset_hash,
+                    private=private_sets.is_private(m.benchmark),
                     metrics={
                         **m.metrics,
                         "se": m.se,
@@ -627,7 +649,9 @@ def _run_later_checks(
         context = CheckContext(
             model=ModelRef(model_intake.source, model_intake.repo_id, model_intake.sha, path),
             base=base_ref,
-            candidates=[],
+            candidates=_known_base_candidates(
+                ModelRef(model_intake.source, model_intake.repo_id, model_intake.sha, path), base_ref, cache, stack
+            ),
             claims=doc,
             intake=dict(submission.intake or {}),
             benchmarks=benchmarks,
@@ -638,8 +662,39 @@ def _run_later_checks(
             backend_name=run.backend,
             backend=None,
             limit=run.limit,
+            options=vp.check_options_for_plan([vp.PlannedBenchmark.from_dict(p) for p in run.benchmarks]),
         )
         return run_checks(context)
+
+
+def _known_base_candidates(
+    model: ModelRef, base_ref: ModelRef | None, cache: ModelCache, stack: ExitStack
+) -> list[ModelRef]:
+    """The maintainers' registered bases whose weight shapes match the submitted model's (only
+    those can be compared tensor by tensor), fetched like any model; one that cannot be fetched
+    is passed without files (reported as unresolved)."""
+    from verification.provenance import ProvenanceInputError, shape_signature
+
+    try:
+        signature = shape_signature(model.path)
+    except (ProvenanceInputError, OSError, ValueError) as exc:
+        log.warning("no provenance candidates: shape signature failed: %s", exc)
+        return []
+    refs: list[ModelRef] = []
+    for known in KnownBase.objects.filter(shape_signature=signature).order_by("repo_id"):
+        compared_already = [model.repo_id, model.source]  # the model itself and its claimed base
+        if base_ref is not None:
+            compared_already += [base_ref.repo_id, base_ref.source]
+        if known.repo_id in compared_already:
+            continue
+        try:
+            result = intake_mod.inspect_source(known.repo_id, known.revision or None, settings.MAX_MODEL_BYTES)
+            path = stack.enter_context(vp.model_files(result, cache))
+            refs.append(ModelRef(result.source, result.repo_id, result.sha, path))
+        except (intake_mod.IntakeRefused, intake_mod.TransientHubError, OSError, ValueError) as exc:
+            log.warning("known base %s unavailable as a candidate: %s", known.repo_id, exc)
+            refs.append(ModelRef(known.repo_id, known.repo_id, known.revision or None, None))
+    return refs
 
 
 def _publish(
@@ -710,7 +765,21 @@ def _raise_flag(submission: ModelSubmission, run: EvaluationRun | None, flag: di
         message=flag["summary"],
         data={"kind": flag["kind"]},
     )
+    transaction.on_commit(lambda: _notify_flag_raised(created.id))
     return created
+
+
+def _notify_flag_raised(flag_id: int) -> None:
+    """E-mail the author; a mail failure must not undo the published result."""
+    from leaderboard.services import notifications
+
+    flag = Flag.objects.filter(id=flag_id).select_related("submission").first()
+    if flag is None:
+        return
+    try:
+        notifications.do_notify_flag_raised(flag)
+    except Exception:
+        log.exception("notifying the author of flag %s failed", flag_id)
 
 
 def _refresh_entry(submission_id: int) -> None:

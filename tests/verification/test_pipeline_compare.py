@@ -153,7 +153,7 @@ def test_plan_uses_the_claimed_setup_when_supported_and_says_so_when_not():
         }
     )
     plan = {p.slug: p for p in plan_benchmarks(doc, core=("arc_challenge",))}
-    assert list(plan) == ["gsm8k", "mmlu", "arc_challenge"]
+    assert list(plan) == ["gsm8k", "mmlu", "arc_challenge", "gsm_fresh"]  # gsm8k brings its held-out set
     assert (
         plan["gsm8k"].setup == {"shots": 8, "cot": True, "chat_template": False}
         and plan["gsm8k"].note is None

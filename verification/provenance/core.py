@@ -24,7 +24,6 @@ from typing import Any
 from verification.provenance import configdiff, distance, lowrank, tokens
 from verification.provenance.weights import ProvenanceInputError, WeightIndex
 
-
 SECTION_VERSION = 1
 # Largest number of weight matrices whose delta is decomposed: all matrices of evenly spaced
 # layers beyond it. A LoRA targets the same modules in every layer, so a sample of layers shows it.
