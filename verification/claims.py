@@ -92,6 +92,18 @@ def known_benchmarks() -> list[str]:
     return sorted(spec.slug for spec in registry.all_specs())
 
 
+# Held-out sets exist to check public claims; nobody can claim a score on them (gsm_fresh is
+# regenerated every run, private sets are never published).
+HELDOUT_BENCHMARKS = frozenset({"gsm_fresh"})
+
+
+def claimable_benchmarks() -> list[str]:
+    """Slugs an author may claim a score on: the measurable public benchmarks."""
+    from verification.private_sets import is_private
+
+    return [slug for slug in known_benchmarks() if slug not in HELDOUT_BENCHMARKS and not is_private(slug)]
+
+
 def is_repo_id(value: str) -> bool:
     return bool(REPO_ID_RE.match(value)) and "--" not in value and ".." not in value
 
@@ -107,7 +119,7 @@ def parse_claims(data: Any, known: Iterable[str] | None = None) -> ClaimsDoc:
         raise ClaimsError(
             f"unknown key(s) {', '.join(unknown_keys)}; allowed: {', '.join(sorted(_TOP_KEYS))}"
         )
-    known_set = set(known) if known is not None else set(known_benchmarks())
+    known_set = set(known) if known is not None else set(claimable_benchmarks())
     raw_claims = data.get("claims", [])
     if not isinstance(raw_claims, list):
         raise ClaimsError(f"'claims' must be a list, got {_type_name(raw_claims)}")

@@ -299,6 +299,10 @@ def _child_main(program_path: str, limits_json: str) -> None:
     limits = json.loads(limits_json)
     with open(program_path, encoding="utf-8") as handle:
         code = handle.read()
+    # Resolve the interpreter before the private tmpfs goes over /tmp: a virtualenv living under
+    # /tmp (a CI checkout) would vanish from view, while the base installation it links to stays.
+    interpreter = os.path.realpath(sys.executable)
+    prefix = os.path.realpath(sys.base_prefix)
     libc = _libc()
     isolation: list[str] = []
     namespaces = limits["use_namespaces"] and libc.unshare(_CLONE_NEWNET | _CLONE_NEWNS | _CLONE_NEWPID) == 0
@@ -306,8 +310,6 @@ def _child_main(program_path: str, limits_json: str) -> None:
         isolation += ["netns", "pidns", "mountns"]
         if _private_mounts(libc, limits["tmpfs_mb"]):
             isolation.append("private_tmpfs")
-    interpreter = os.path.realpath(sys.executable)
-    prefix = os.path.realpath(sys.base_prefix)
     if _blocked_ancestors(interpreter):
         if not ("private_tmpfs" in isolation and _expose_interpreter(libc, prefix)):
             _setup_failed(f"the interpreter {interpreter} is not reachable by an unprivileged uid")

@@ -51,10 +51,10 @@ class ValidatedSubmission:
 
 
 def known_benchmarks() -> list[str]:
-    """The slugs a claim may name: the engine's benchmark registry (the one source of truth)."""
-    from verification.benchmarks import registry
+    """The slugs a claim may name (the engine's registry, less the held-out sets)."""
+    from verification.claims import claimable_benchmarks
 
-    return sorted(spec.slug for spec in registry.all_specs())
+    return claimable_benchmarks()
 
 
 def check_repo_id(repo_id: Any) -> str:

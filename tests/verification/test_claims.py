@@ -79,3 +79,10 @@ def test_claims_file_errors_are_claims_errors(tmp_path):
         load_claims_file(tmp_path / "missing.json")
     broken.write_text(json.dumps({"claims": [{"benchmark": "mmlu", "score": 70.5}]}))
     assert load_claims_file(broken).by_benchmark()["mmlu"].score == 70.5
+
+
+def test_heldout_sets_cannot_be_claimed():
+    for slug in ("gsm_fresh", "private_gsm_2026"):
+        with pytest.raises(ClaimsError, match="unknown benchmark|not"):
+            parse_claims({"claims": [{"benchmark": slug, "score": 50}]})
+    assert "gsm_fresh" in known_benchmarks()  # still measurable

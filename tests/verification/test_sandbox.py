@@ -70,7 +70,7 @@ def test_socket_cannot_reach_a_real_listener():
 
 def test_writes_outside_and_inside_do_not_survive():
     marker = f"verity-sbx-{uuid.uuid4().hex}"
-    target_root = os.path.dirname(os.path.abspath(__file__))  # root-owned, outside any tmpfs
+    target_root = "/etc"  # root-owned, outside any tmpfs (a checkout may itself live under /tmp)
     result = sandbox.run_python(
         "import os\n"
         f"for d in ('/tmp', '/var/tmp', '/dev/shm'):\n    open(os.path.join(d, '{marker}'), 'w').write('x')\n"

@@ -25,6 +25,11 @@ from verification.records import (
 ProgressCallback = Callable[[int], None]
 
 
+def describe_error(error: BaseException) -> str:
+    """One line naming the exception, for a request's `error` field."""
+    return f"{type(error).__name__}: {error}"
+
+
 class BackendError(RuntimeError):
     """The backend as a whole cannot serve (engine failed to start, endpoint unreachable)."""
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from transformers import StoppingCriteria
 
-from verification.backends.base import Backend, BackendError, ProgressCallback
+from verification.backends.base import Backend, BackendError, ProgressCallback, describe_error
 from verification.backends.encoding import (
     EncodedPair,
     PromptEncoder,
@@ -36,10 +36,6 @@ from verification.records import (
     LoglikelihoodRequest,
     SamplingParams,
 )
-
-
-def describe_error(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
 
 
 class _Counter:

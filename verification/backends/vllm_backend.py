@@ -27,7 +27,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from verification.backends.base import Backend, BackendError, ProgressCallback
+from verification.backends.base import Backend, BackendError, ProgressCallback, describe_error
 from verification.backends.encoding import PromptEncoder, package_versions, truncate_pair
 from verification.records import (
     ChoiceRequest,
@@ -42,10 +42,6 @@ from verification.records import (
 # vLLM caps logprob_token_ids per request (vllm.sampling_params.MAX_LOGPROB_TOKEN_IDS).
 MAX_CHOICE_TOKENS = 128
 FAILED_FINISH_REASONS = {"abort", "error"}
-
-
-def describe_error(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
 
 
 def on_cpu() -> bool:

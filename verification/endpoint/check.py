@@ -323,43 +323,15 @@ def _base_section(url: str, model: str | None) -> dict[str, Any]:
 
 
 def check_endpoint(
-    endpoint_url: Any,
-    model_dir: str | Path | None = None,
-    *,
-    endpoint_model: str | None = None,
-    weights_backend: Backend | None = None,
-    seed: int = 0,
-    n_prompts: int = 20,
-    samples_per_prompt: int = 10,
-    prompts: Sequence[str] | None = None,
-    temperature: float = DEFAULT_TEMPERATURE,
-    max_tokens: int = 32,
-    greedy_max_tokens: int = 48,
-    n_permutations: int = 1000,
-    alpha: float = ALPHA,
-    allow_loopback: bool = False,
-    blocked_hostports: set[str] | frozenset[str] = frozenset(),
-    api_key: str | None = None,
-    policy: HttpPolicy | None = None,
-) -> Any:
+    endpoint_url: str, model_dir: str | Path | None = None, **options: Any
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Compare the endpoint at `endpoint_url` with the weights in `model_dir` (run by
-    `weights_backend`); returns (section dict, flags).
-
-    Called with a verification.checks.CheckContext as its only argument it acts as the
-    pipeline's registered check and returns ("endpoint", section, flags).
+    `weights_backend`); returns (section dict, flags). The options and their defaults are
+    `_check_endpoint`'s; the pipeline's registered check is `check_from_context`.
 
     Everything in the result is strict JSON (no NaN/inf) and every text that came from the
     endpoint is truncated: the section is stored in the report and shown on the model page."""
-    from verification.checks import CheckContext
-
-    if isinstance(endpoint_url, CheckContext):
-        return check_from_context(endpoint_url)
-    section, flags = _check_endpoint(
-        endpoint_url, model_dir, endpoint_model=endpoint_model, weights_backend=weights_backend, seed=seed,
-        n_prompts=n_prompts, samples_per_prompt=samples_per_prompt, prompts=prompts, temperature=temperature,
-        max_tokens=max_tokens, greedy_max_tokens=greedy_max_tokens, n_permutations=n_permutations, alpha=alpha,
-        allow_loopback=allow_loopback, blocked_hostports=blocked_hostports, api_key=api_key, policy=policy,
-    )
+    section, flags = _check_endpoint(endpoint_url, model_dir, **options)
     return _json_safe(section), [_json_safe(flag) for flag in flags]
 
 

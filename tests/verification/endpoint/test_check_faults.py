@@ -10,7 +10,7 @@ import pytest
 from tests.verification.endpoint.render import render_endpoint
 from verification.backends.base import Backend
 from verification.backends.openai_http import HttpPolicy
-from verification.endpoint.check import check_endpoint
+from verification.endpoint.check import check_endpoint, check_from_context
 
 FAST = HttpPolicy(connect_timeout_s=1.0, read_timeout_s=1.0, request_deadline_s=2.0, max_retries=2,
                   backoff_base_s=0.02, backoff_max_s=0.1, down_after_failures=3, concurrency=4)
@@ -134,22 +134,22 @@ def test_pipeline_check_refuses_loopback_unless_allowed_and_always_refuses_site_
     from verification.checks import run_checks
 
     monkeypatch.delenv("VERITY_ENDPOINT_ALLOW_LOOPBACK", raising=False)
-    sections, flags, log = run_checks(_context(fault_server.url("always500"), tiny_base.path, {}), [check_endpoint])
+    sections, flags, log = run_checks(_context(fault_server.url("always500"), tiny_base.path, {}), [check_from_context])
     assert sections["endpoint"]["status"] == "refused" and flags == [] and log[0]["status"] == "ok"
 
     monkeypatch.setenv("VERITY_ENDPOINT_ALLOW_LOOPBACK", "1")
     fast = {"endpoint_n_prompts": 2}
-    sections, flags, _ = run_checks(_context(fault_server.url("always500"), tiny_base.path, fast), [check_endpoint])
+    sections, flags, _ = run_checks(_context(fault_server.url("always500"), tiny_base.path, fast), [check_from_context])
     assert sections["endpoint"]["status"] == "error" and flags == []
 
     # The site's own services (from DATABASE_URL/REDIS_URL) stay refused with loopback allowed.
     monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{fault_server.port}/6")
-    sections, _, _ = run_checks(_context(fault_server.url("ok"), tiny_base.path, fast), [check_endpoint])
+    sections, _, _ = run_checks(_context(fault_server.url("ok"), tiny_base.path, fast), [check_from_context])
     assert sections["endpoint"]["status"] == "refused" and "internal services" in sections["endpoint"]["reason"]
 
 
 def test_pipeline_check_without_an_endpoint_adds_no_section(tiny_base):
     from verification.checks import run_checks
 
-    sections, flags, _ = run_checks(_context("", tiny_base.path, {}), [check_endpoint])
+    sections, flags, _ = run_checks(_context("", tiny_base.path, {}), [check_from_context])
     assert sections["endpoint"] is None and flags == []
