@@ -141,7 +141,8 @@ def compare(
 ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """Build the report's `benchmarks` section and the flags it raises."""
     claimed = claims.by_benchmark()
-    k_claims = max(1, sum(1 for slug in measurements if slug in claimed))
+    # Bonferroni over the claims that get a verdict: an invalid run is judged by nothing.
+    k_claims = max(1, sum(1 for slug, m in measurements.items() if slug in claimed and m.valid))
     section: dict[str, dict[str, Any]] = {}
     flags: list[dict[str, Any]] = []
     for slug in sorted(measurements):

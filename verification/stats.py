@@ -163,7 +163,8 @@ def verdict(
     if z < 0:
         # A claim below our measurement is reported, never flagged.
         return CLAIMED_BELOW, z
-    gap_pts = (claimed - p_hat) * 100.0
+    # Rounded: claimed and p̂ arrive in different units, and 97.2 − 95.2 must count as 2 points.
+    gap_pts = round((claimed - p_hat) * 100.0, 9)
     if z > inconsistent_z and gap_pts >= MIN_INCONSISTENT_GAP_PTS:
         return INCONSISTENT, z
     return DISCREPANT, z

@@ -102,9 +102,12 @@ def test_sign_up_submit_follow_find_and_inspect(page, live_server, worker, tiny_
     page.wait_for_url(re.compile(r".*/submissions/\d+/$"))
     status_url = page.url
 
-    # the progress refreshes in place (htmx) until the run is done: no navigation happens
+    # the progress refreshes in place (htmx) until the run is done: no navigation happens (a
+    # reload would drop this marker from the window)
+    page.evaluate("window.__verityMarker = 1")
     page.wait_for_selector("#run-finished", timeout=RUN_TIMEOUT_MS)
     assert page.url == status_url
+    assert page.evaluate("window.__verityMarker") == 1
     assert page.inner_text("#submission-status") in ("verified", "flagged")
     assert page.inner_text("#run-status") == "done"
     screenshot(page, "run-status.png")

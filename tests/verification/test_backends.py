@@ -71,6 +71,7 @@ def test_greedy_generations_identical_across_backends(vllm_greedy, hf_greedy):
         assert from_vllm.token_ids == from_hf.token_ids
         assert from_vllm.finish_reason == from_hf.finish_reason
         assert from_vllm.n_tokens == from_hf.n_tokens > 0
+        assert len(from_vllm.token_logprobs) == len(from_hf.token_logprobs) == from_vllm.n_tokens
         for a, b in zip(from_vllm.token_logprobs, from_hf.token_logprobs):
             assert abs(a - b) < LOGPROB_TOLERANCE
 
@@ -101,6 +102,7 @@ def test_loglikelihoods_agree_across_backends(vllm_tiny, hf_tiny, datasets_dir):
     requests.append(LoglikelihoodRequest("", "Question: how many apples?"))  # empty context
     from_vllm = vllm_tiny.loglikelihood(requests)
     from_hf = hf_tiny.loglikelihood(requests)
+    assert len(from_vllm) == len(from_hf) == len(requests)
     for request, a, b in zip(requests, from_vllm, from_hf):
         assert a.error is None and b.error is None, (a.error, b.error)
         assert a.n_tokens == b.n_tokens > 0
@@ -144,6 +146,8 @@ def test_mmlu_choice_scores_from_one_pass_equal_per_choice_loglikelihood(vllm_ti
     flat = [LoglikelihoodRequest(r.context, c) for r in requests for c in r.choices]
     per_choice_vllm = vllm_tiny.loglikelihood(flat)
     per_choice_hf = hf_tiny.loglikelihood(flat)
+    assert len(one_pass_vllm) == len(one_pass_hf) == len(requests)
+    assert len(per_choice_vllm) == len(per_choice_hf) == len(flat)
     for i, (a, b) in enumerate(zip(one_pass_vllm, one_pass_hf)):
         assert a.error is None and b.error is None
         assert len(a.logprobs) == 4
@@ -166,7 +170,7 @@ def test_multi_token_choices_fall_back_to_per_choice_loglikelihood(vllm_tiny, hf
     expected = vllm_tiny.loglikelihood([LoglikelihoodRequest(context, c) for c in choices])
     for backend in (vllm_tiny, hf_tiny):
         (scores,) = backend.choice_logprobs([request])
-        assert scores.error is None
+        assert scores.error is None and len(scores.logprobs) == len(expected) == len(choices)
         for got, want in zip(scores.logprobs, expected):
             assert abs(got - want.logprob) < LOGPROB_TOLERANCE
 

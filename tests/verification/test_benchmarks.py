@@ -4,6 +4,7 @@ null = chance), runtime registration and the hub path."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pytest
@@ -14,6 +15,7 @@ from verification.benchmarks import registry
 from verification.benchmarks.base import DatasetUnavailable, Setup, Subsample
 from verification.benchmarks.gpqa import GPQASpec
 from verification.benchmarks.gsm8k import gsm8k_style_spec
+from verification.records import ChoiceScores, Loglikelihood
 from verification.runner import run_benchmark
 from verification.stats import wilson_interval
 
@@ -112,14 +114,32 @@ def test_null_model_scores_at_chance_on_multiple_choice(slug, limit, datasets_di
     assert outcome.ci_low <= chance <= outcome.ci_high, (outcome.measured, chance)
 
 
-def test_constant_answer_scores_the_gold_share_of_that_letter(datasets_dir):
-    spec = registry.get("mmlu")
-    outcome = run_benchmark(spec, NullBackend(mode="constant"), setup=Setup(0, False, False), limit=300,
-                            datasets_dir=datasets_dir)
-    share_a = sum(1 for it in spec.load(datasets_dir, limit=300).items if it.data["gold"] == 0)
-    assert outcome.measured == pytest.approx(100.0 * share_a / 300)
-    low, high = wilson_interval(0.25 * 300, 300)
-    assert 100 * low - 5 < outcome.measured < 100 * high + 5
+def test_equal_scores_for_every_choice_are_never_credited(datasets_dir):
+    """A model with no preference gets no answer extracted, not the first choice (TruthfulQA MC1
+    lists the true answer first in every item, so "first wins" would score it 100%)."""
+
+    class EqualScores(NullBackend):
+        def loglikelihood(self, requests, progress=None):
+            return [Loglikelihood(logprob=-1.0, n_chars=len(r.continuation)) for r in requests]
+
+    for slug, backend in (("mmlu", NullBackend(mode="constant")), ("truthfulqa_mc1", EqualScores())):
+        outcome = run_benchmark(registry.get(slug), backend, setup=Setup(0, False, False), limit=50,
+                                datasets_dir=datasets_dir)
+        assert outcome.measured == 0.0 and outcome.n_unparsed == 50 and outcome.n_errors == 0, slug
+
+
+def test_nan_log_probabilities_are_harness_errors_not_wrong_answers(datasets_dir):
+    class NaNChoices(NullBackend):
+        def choice_logprobs(self, requests, progress=None):
+            return [ChoiceScores([math.nan] * len(r.choices)) for r in requests]
+
+        def loglikelihood(self, requests, progress=None):
+            return [Loglikelihood(logprob=math.nan if i % 2 else -1.0, n_chars=3) for i, _ in enumerate(requests)]
+
+    for slug in ("mmlu", "truthfulqa_mc2"):
+        outcome = run_benchmark(registry.get(slug), NaNChoices(), setup=Setup(0, False, False), limit=20,
+                                datasets_dir=datasets_dir)
+        assert outcome.n_errors == 20 and outcome.invalid and outcome.measured == 0.0, slug
 
 
 def test_gsm8k_style_spec_over_another_item_source(datasets_dir):

@@ -160,3 +160,14 @@ def test_plan_uses_the_claimed_setup_when_supported_and_says_so_when_not():
     )
     assert plan["mmlu"].setup["cot"] is False and "not supported" in plan["mmlu"].note
     assert [p.slug for p in plan_benchmarks(doc, explicit=["arc_challenge"])] == ["arc_challenge"]
+
+
+def test_an_invalid_benchmark_does_not_dilute_the_bonferroni_correction():
+    """k counts only the claims that get a verdict: GSM8K 1000/1319 against a claim of 81.1 is
+    inconsistent alone, and stays so beside an invalid MMLU run."""
+    claims = parse_claims({"claims": [{"benchmark": "gsm8k", "score": 81.1}, {"benchmark": "mmlu", "score": 60}]})
+    gsm8k = _measured("gsm8k", 1000, 1319)
+    section, flags = compare({"gsm8k": gsm8k, "mmlu": _measured("mmlu", 50, 100, errors=5)}, claims)
+    assert section["mmlu"]["verdict"] == "invalid"
+    assert section["gsm8k"]["verdict"] == "inconsistent"
+    assert sorted(f["kind"] for f in flags) == ["invalid_run", "score_mismatch"]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -135,9 +136,11 @@ def test_hostile_humaneval_completions_score_zero_and_the_run_continues(datasets
     items = spec.load(datasets_dir, limit=5).items
     # A backend that ignores stop sequences: the text after the body is cut off (Codex convention).
     canonical = items[4].data["canonical_solution"] + "\n\ndef helper():\n    raise SystemExit(1)\nhelper()\n"
+    pwned = Path(__file__).resolve().parents[2] / "PWNED"  # the checkout, wherever it lives
     hostile = [
-        "    import socket\n    socket.create_connection(('1.1.1.1', 80), timeout=1)\n",
-        "    open('/work/main/PWNED', 'w').write('x')\n",
+        # Loopback only: nothing a test runs may address another host, even a blocked attempt.
+        "    import socket\n    socket.create_connection(('127.0.0.1', 9), timeout=1)\n",
+        f"    open({str(pwned)!r}, 'w').write('x')\n",
         "    import os\n    while True:\n        os.fork()\n",
         "    while True:\n        pass\n",
         canonical,
@@ -147,7 +150,7 @@ def test_hostile_humaneval_completions_score_zero_and_the_run_continues(datasets
     assert outcome.n_errors == 0 and not outcome.invalid
     assert outcome.samples[3].details["status"] == sandbox.TIMEOUT
     assert outcome.samples[4].details["truncated_at_stop"]
-    assert not os.path.exists("/work/main/PWNED")
+    assert not pwned.exists()
     assert _no_sandbox_processes_left()
     assert registry.get("humaneval").primary_metric == "pass@1"
 

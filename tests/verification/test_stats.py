@@ -104,3 +104,9 @@ def test_two_proportion_se_and_mcnemar():
     assert chi.method == "chi2_cc" and chi.statistic == pytest.approx((25 - 1) ** 2 / 35)
     assert chi.p_value < 0.001
     assert stats.mcnemar([True, False], [True, False]).p_value == 1.0
+
+
+def test_an_exact_two_point_gap_counts_as_two_points():
+    # 97.2 − 95.2 computed in fractions is 1.99999999… points; it must still meet the 2-point rule.
+    verdict, z = stats.verdict(97.2, (0.952, math.sqrt(0.952 * 0.048 / 20000), 20000))
+    assert z > 3 and verdict == stats.INCONSISTENT

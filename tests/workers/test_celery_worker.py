@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from tests.fixtures_services import wait_for
 from workers.celery_app import app
 from workers.tasks import ping
 
@@ -27,6 +28,8 @@ def test_worker_process_runs_a_task_through_redis(start_worker):
         print(worker.log_text())
         raise
     assert worker.proc.poll() is None
+    # The worker started here, not another one on this Redis, ran it (its log names the task id).
+    wait_for(lambda: result.id in worker.log_text(), timeout=20, message="the task id in this worker's log")
 
 
 def test_queues_and_reliability_settings():

@@ -39,7 +39,7 @@ def _stable_rng(seed: int, *parts: str) -> random.Random:
 class NullBackend(Backend):
     """No information about the answers. `mode="random"`: each request gets seeded random
     scores (a per-character log-likelihood, so length normalisation stays fair) or a random
-    short text; `mode="constant"`: equal scores for every choice (the first wins ties) and
+    short text; `mode="constant"`: equal scores for every choice (a tie: never credited) and
     `constant_text` for every generation."""
 
     name = "null"

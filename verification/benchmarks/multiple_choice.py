@@ -22,12 +22,25 @@ IMPOSSIBLE_LOGPROB = -1.0e4
 
 
 def argmax(values: Sequence[float]) -> int | None:
-    """Index of the largest finite value (first on ties), None when none is finite."""
-    best: int | None = None
-    for index, value in enumerate(values):
-        if math.isfinite(value) and (best is None or value > values[best]):
-            best = index
-    return best
+    """Index of the single largest finite value; None when none is finite or when the largest
+    is shared. A tie expresses no preference, so it is never credited: with "first wins", equal
+    scores would always pick the first choice, which is the true one in every TruthfulQA MC1
+    item."""
+    finite = [(value, index) for index, value in enumerate(values) if math.isfinite(value)]
+    if not finite:
+        return None
+    best_value, best_index = max(finite, key=lambda pair: (pair[0], -pair[1]))
+    if sum(1 for value, _ in finite if value == best_value) > 1:
+        return None
+    return best_index
+
+
+def require_valid_logprobs(values: Sequence[float]) -> None:
+    """NaN or +inf is a backend fault (fp16 overflow, a broken kernel), not the model's answer:
+    raising makes the runner count the item in n_errors instead of as a wrong answer. -inf stays
+    a legitimate "impossible" score."""
+    if any(math.isnan(value) or value == math.inf for value in values):
+        raise ValueError("the backend returned a NaN or +inf log-probability")
 
 
 class LetterChoiceSpec(BenchmarkSpec):
@@ -46,6 +59,7 @@ class LetterChoiceSpec(BenchmarkSpec):
         n_choices = len(requests[0].choices)  # type: ignore[union-attr]
         if len(logprobs) != n_choices:
             raise ValueError(f"backend returned {len(logprobs)} scores for {n_choices} choices")
+        require_valid_logprobs(logprobs)
         chosen = argmax(logprobs)
         if chosen is None:
             return ItemScore(False, 0.0, None, "", unparsed=True, details={"logprobs": logprobs})
@@ -84,6 +98,7 @@ class ContinuationChoiceSpec(BenchmarkSpec):
         if len(responses) != len(requests):
             raise ValueError("one log-likelihood per choice expected")
         raw = [r.logprob for r in responses]  # type: ignore[union-attr]
+        require_valid_logprobs(raw)
         # lm-eval's acc_norm divides by the choice text's length, without the leading space.
         normed = [lp / max(1, len(req.continuation.removeprefix(" "))) for lp, req in zip(raw, requests)]  # type: ignore[union-attr]
         return raw, normed

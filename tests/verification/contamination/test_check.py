@@ -26,13 +26,14 @@ def test_memorizer_is_flagged_by_at_least_two_methods(contamination_results, dat
     # The reproduced items are real GSM8K test items, shown with their true halves.
     with open(datasets_dir / "gsm8k" / "test.jsonl", encoding="utf-8") as handle:
         questions = [json.loads(line)["question"] for line in handle][:MEMORIZED]
-    for shown in flag["evidence"].get("reproduced", []):
-        assert shown["truth"].strip()[:20] in questions[shown["index"]]
+    reproduced = flag["evidence"].get("reproduced", [])
+    assert all(shown["truth"].strip()[:20] in questions[shown["index"]] for shown in reproduced)
 
     skywork = section["methods"]["skywork"]
     assert skywork["model"]["L_test"] < skywork["base"]["L_test"]  # the test text got cheaper
     minkpp = section["methods"]["min_k_pp"]
-    assert minkpp["delta"]["auc"] > minkpp["base"]["auc"] - 1  # present and numeric
+    # The memorised items rank above unseen same-style items once the base's own score is taken out.
+    assert minkpp["delta"]["auc"] > 0.8 and minkpp["delta"]["auc"] > minkpp["base"]["auc"]
     assert "contamination methods agree" in flag["summary"]
 
 
