@@ -11,7 +11,8 @@ from django.contrib.auth.forms import UserCreationForm
 from django.urls import reverse_lazy
 
 from leaderboard.models import Training
-from leaderboard.services.submissions import SubmissionError, known_benchmarks, validate_submission
+from leaderboard.services.submissions import SubmissionError, validate_submission
+from verification.claims import claimable_benchmarks
 
 
 class SignUpForm(UserCreationForm):
@@ -51,7 +52,7 @@ class SubmissionForm(forms.Form):
     def __init__(self, *args: Any, user: Any = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.user = user
-        self.benchmarks = known_benchmarks()
+        self.benchmarks = claimable_benchmarks()
         for slug in self.benchmarks:
             self.fields[f"score_{slug}"] = forms.FloatField(
                 label=f"{slug} score", required=False, widget=forms.NumberInput(attrs={"step": "any"})

@@ -646,12 +646,11 @@ def _run_later_checks(
                 )
             except intake_mod.IntakeRefused as refused:
                 log.warning("base %s unavailable for checks: %s", submission.claimed_base, refused.reason)
+        model_ref = ModelRef(model_intake.source, model_intake.repo_id, model_intake.sha, path)
         context = CheckContext(
-            model=ModelRef(model_intake.source, model_intake.repo_id, model_intake.sha, path),
+            model=model_ref,
             base=base_ref,
-            candidates=_known_base_candidates(
-                ModelRef(model_intake.source, model_intake.repo_id, model_intake.sha, path), base_ref, cache, stack
-            ),
+            candidates=_known_base_candidates(model_ref, base_ref, cache, stack),
             claims=doc,
             intake=dict(submission.intake or {}),
             benchmarks=benchmarks,
@@ -680,11 +679,11 @@ def _known_base_candidates(
     except (ProvenanceInputError, OSError, ValueError) as exc:
         log.warning("no provenance candidates: shape signature failed: %s", exc)
         return []
+    compared_already = {model.repo_id, model.source}  # the model itself and its claimed base
+    if base_ref is not None:
+        compared_already |= {base_ref.repo_id, base_ref.source}
     refs: list[ModelRef] = []
     for known in KnownBase.objects.filter(shape_signature=signature).order_by("repo_id"):
-        compared_already = [model.repo_id, model.source]  # the model itself and its claimed base
-        if base_ref is not None:
-            compared_already += [base_ref.repo_id, base_ref.source]
         if known.repo_id in compared_already:
             continue
         try:

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from leaderboard.models import Claim, ModelSubmission
-from verification.claims import ClaimsDoc, ClaimsError, is_repo_id, parse_claims
+from verification.claims import ClaimsDoc, ClaimsError, claimable_benchmarks, is_repo_id, parse_claims
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +50,6 @@ class ValidatedSubmission:
     claims: ClaimsDoc
 
 
-def known_benchmarks() -> list[str]:
-    """The slugs a claim may name (the engine's registry, less the held-out sets)."""
-    from verification.claims import claimable_benchmarks
-
-    return claimable_benchmarks()
-
-
 def check_repo_id(repo_id: Any) -> str:
     if not isinstance(repo_id, str) or not repo_id.strip():
         raise SubmissionError("repo_id", "Give the model's Hugging Face repo id, like 'org/name'.")
@@ -83,7 +76,7 @@ def check_revision(revision: Any) -> str:
 
 def check_claims(document: Any) -> ClaimsDoc:
     try:
-        doc = parse_claims(document, known=known_benchmarks())
+        doc = parse_claims(document)  # only claimable benchmarks are accepted
     except ClaimsError as exc:
         raise SubmissionError("claims", str(exc)) from None
     if not doc.claims:
@@ -336,5 +329,5 @@ def card_claims(repo_id: str, revision: str = "main") -> list[CardClaim]:
     by_slug: dict[str, CardClaim] = {}
     for claim in found:  # .eval_results first: it is the Hub's current format
         by_slug.setdefault(claim.benchmark, claim)
-    known = set(known_benchmarks())
+    known = set(claimable_benchmarks())
     return [claim for slug, claim in sorted(by_slug.items()) if slug in known]

@@ -26,13 +26,10 @@ def argmax(values: Sequence[float]) -> int | None:
     is shared. A tie expresses no preference, so it is never credited: with "first wins", equal
     scores would always pick the first choice, which is the true one in every TruthfulQA MC1
     item."""
-    finite = [(value, index) for index, value in enumerate(values) if math.isfinite(value)]
-    if not finite:
+    finite = [value for value in values if math.isfinite(value)]
+    if not finite or finite.count(max(finite)) > 1:
         return None
-    best_value, best_index = max(finite, key=lambda pair: (pair[0], -pair[1]))
-    if sum(1 for value, _ in finite if value == best_value) > 1:
-        return None
-    return best_index
+    return list(values).index(max(finite))
 
 
 def require_valid_logprobs(values: Sequence[float]) -> None:

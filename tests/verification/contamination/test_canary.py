@@ -1,6 +1,7 @@
-"""Canary: a unique string planted in a private held-out item must not surface anywhere the
-verification side writes: stored sample records, the benchmark outcome, the contamination
-section and flags, the rendered contamination include, or any log line."""
+"""Canary, verification side: a unique string planted in a private held-out item must not surface
+in the records as redacted for storage (`redact_sample`), the benchmark outcome, the contamination
+section and flags, the rendered contamination include, or any log line. The pipeline's own
+storage path, pages, API, exports and Redis are covered by tests/workers/test_private_canary.py."""
 
 from __future__ import annotations
 

@@ -48,7 +48,9 @@ def test_clean_finetune_gets_no_contamination_flag(contamination_results):
 
 def test_pipeline_check_hook_pairs_heldout_sets_with_their_public_benchmark(contamination_models, tiny_base, datasets_dir):
     """verification.checks calls check_contamination(context); the adapter pairs gsm_fresh with
-    GSM8K for model and base and reuses the probes already run (same items, same seed)."""
+    GSM8K for model and base and reuses the probes already run (same items, same seed). The
+    accuracies are given inputs here: this tests the pairing and the difference-in-differences
+    arithmetic; the measured held-out gap runs through the pipeline tests."""
     from verification.contamination import check_contamination
 
     def ref(model):
