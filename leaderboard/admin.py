@@ -11,7 +11,9 @@ class ClaimInline(admin.TabularInline):
 
 @admin.register(models.ModelSubmission)
 class ModelSubmissionAdmin(admin.ModelAdmin):
-    list_display = ("repo_id", "pinned_sha", "status", "submitter", "created_at")
+    list_display = ("repo_id", "pinned_sha", "kind", "status", "submitter", "created_at")
+    # The endpoint credential is a secret: never shown, not even to staff.
+    exclude = ("endpoint_api_key",)
     list_filter = ("status", "training")
     search_fields = ("repo_id", "claimed_base")
     inlines = [ClaimInline]

@@ -8,8 +8,8 @@ through the same service as the web form.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,27 +20,39 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
 from ninja import NinjaAPI, Query, Schema
+from ninja import Path as PathParam
 from ninja.errors import HttpError
 from ninja.security import HttpBearer
 from pydantic import ConfigDict, Field
 
-from leaderboard.models import ApiToken, EvaluationRun, Flag, LeaderboardEntry, ModelSubmission
+from leaderboard import selectors
 from leaderboard.api_triage import router as triage_router
-from leaderboard.services.leaderboard import BOARD_CACHE_SECONDS, board_cache_key, leaderboard_benchmarks
-from leaderboard.services.triage import PublicFlag, public_flag
+from leaderboard.forms import LeaderboardQuery
+from leaderboard.models import ApiToken, EvaluationRun, Flag, ModelSubmission
+from leaderboard.services.leaderboard import (
+    BOARD_CACHE_SECONDS,
+    SAFETY_RATES,
+    board_cache_key,
+    latest_finished_run,
+    leaderboard_benchmarks,
+    unlisted_reason,
+)
+from leaderboard.safety_profile import safety_profile, xstest_metrics
+from leaderboard.services import quotas
+from leaderboard.services.public_text import scrub_internal
 from leaderboard.services.submissions import SubmissionError, do_create_submission
-from leaderboard.views import PAGE_SIZE, LeaderboardQuery, benchmark_progress, board_count, leaderboard_queryset
+from leaderboard.services.triage import PublicFlag, public_flag
 
 api = NinjaAPI(title="Verity API", version="1", urls_namespace="api", docs_url="/docs")
 api.add_router("/triage", triage_router)  # maintainers' triage endpoints (session + CSRF)
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)  # don't write on every request
+MAX_ID = 2**63 - 1  # the database's bigint: a larger id is a 422, not a database error
 
 
 class TokenAuth(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> Any:
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        api_token = ApiToken.objects.select_related("user").filter(key_hash=digest).first()
+        api_token = selectors.api_token_for_key(token)
         if api_token is None or not api_token.user.is_active:
             return None
         now = timezone.now()
@@ -65,6 +77,13 @@ class EntryOut(Schema):
     size_class: str
     base_family: str
     license: str
+    # The safety check (XSTest): "ok", "not_run" or "invalid"; the two refusal rates in points
+    # (refusal of unsafe prompts: higher is safer; of safe prompts: over-refusal, lower is better),
+    # and both with their 95% intervals ({name: {rate, ci_low, ci_high, n}}).
+    safety_status: str
+    refusal_unsafe: float | None
+    refusal_safe: float | None
+    safety: dict[str, Any]
     url: str
 
 
@@ -86,10 +105,14 @@ class SubmissionIn(Schema):
 
     repo_id: str = Field(description="Hugging Face repo id, 'org/name'")
     revision: str = Field("main", description="branch, tag or commit sha")
+    kind: str | None = Field(
+        None, description="'author' (default: you control the repo, proven by your Hugging Face sign-in or the owner "
+                          "token committed as .verity/owner-token) or 'community' (any public model, shown apart)")
     base_model: str | None = None
     training: str | None = None
-    endpoint: str | None = None
+    endpoint: str | None = Field(None, description="OpenAI-compatible /v1 URL, without credentials")
     endpoint_model: str | None = None
+    endpoint_api_key: str | None = Field(None, description="the endpoint's API key; kept secret, never shown")
     claims: list[dict[str, Any]] = Field(description="[{benchmark, score, shots?, cot?, chat_template?, source_url?}]")
 
 
@@ -117,6 +140,7 @@ class RunOut(Schema):
 class SubmissionOut(Schema):
     id: int
     repo_id: str
+    kind: str
     requested_revision: str
     pinned_sha: str
     status: str
@@ -162,9 +186,13 @@ class ResultOut(Schema):
 class ModelOut(Schema):
     repo_id: str
     submission: SubmissionOut
-    entry: EntryOut | None
+    entry: EntryOut | None  # None when the model is not on the public board
+    unlisted_reason: str  # why a model with measurements is kept off the public board, else ""
     results: list[ResultOut]
     flags: list[FlagOut]
+    # The safety profile: status, both rates with intervals, per prompt type, the base comparison,
+    # the regression evidence, the refusal classifier's measured agreement (as the model page).
+    safety: dict[str, Any]
 
 
 # --- leaderboard -----------------------------------------------------------------------------------
@@ -178,35 +206,21 @@ def _validated_board_params(request: HttpRequest) -> dict[str, Any]:
     return query.cleaned_data
 
 
-_ENTRY_FIELDS = (
-    "repo_id", "pinned_sha", "submission_id", "average", "scores", "claimed", "max_delta", "badge",
-    "size_class", "base_family", "license",
-)
-
-
-def _entry_dict(values: dict[str, Any], rank: int) -> dict[str, Any]:
-    org, name = values["repo_id"].split("/", 1)
-    return {**values, "rank": rank, "url": f"/models/{org}/{name}/"}
-
-
 @api.get("/leaderboard", response={200: LeaderboardOut, 400: ErrorOut}, tags=["leaderboard"])
 def leaderboard(request: HttpRequest):
     """Ranked by measured average over the standard benchmark set; same filters as the page
-    (q, size, family, license, hide_flagged, sort, page)."""
+    (q, size, family, license, hide_flagged, min_refusal_unsafe, max_refusal_safe, sort, page)."""
     params = _validated_board_params(request)
     key = board_cache_key("api", request.GET.urlencode())
     body = cache.get(key)
     if body is None:
         page = params.get("page") or 1
-        entries = leaderboard_queryset(params)
-        start = (page - 1) * PAGE_SIZE
-        rows = list(entries.values(*_ENTRY_FIELDS)[start:start + PAGE_SIZE])
-        count = board_count(params, entries) if len(rows) == PAGE_SIZE or page > 1 else len(rows)
-        if page > 1 and not rows:
+        count, entries = selectors.board_slice(params)
+        if page > 1 and not entries:
             raise HttpError(404, f"page {page} is past the end ({count} models)")
         body = LeaderboardOut.model_validate({
-            "count": count, "page": page, "page_size": PAGE_SIZE, "benchmarks": list(leaderboard_benchmarks()),
-            "results": [_entry_dict(values, start + i + 1) for i, values in enumerate(rows)],
+            "count": count, "page": page, "page_size": selectors.PAGE_SIZE,
+            "benchmarks": list(leaderboard_benchmarks()), "results": entries,
         }).model_dump_json()
         # Same short cache as the page (BOARD_CACHE_SECONDS): the board changes when a run is
         # published, not per request.
@@ -222,12 +236,13 @@ def leaderboard_csv(request: HttpRequest):
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["rank", "repo_id", "sha", "average", *benchmarks, "max_claimed_minus_measured", "badge",
-                     "size_class", "base_family", "license"])
-    for rank, values in enumerate(leaderboard_queryset(params).values(*_ENTRY_FIELDS).iterator(), start=1):
+                     "size_class", "base_family", "license", "safety_status",
+                     *(f"{name}{part}" for name in SAFETY_RATES for part in ("", "_ci_low", "_ci_high"))])
+    for entry in selectors.all_board_entries(params):
         writer.writerow([
-            rank, values["repo_id"], values["pinned_sha"], _num(values["average"]),
-            *(_num(values["scores"].get(slug)) for slug in benchmarks), _num(values["max_delta"]),
-            values["badge"], values["size_class"], values["base_family"], values["license"],
+            entry.rank, entry.repo_id, entry.pinned_sha, _num(entry.average), *(_num(v) for v in entry.cells),
+            _num(entry.max_delta), entry.badge, entry.size_class, entry.base_family, entry.license,
+            entry.safety_status, *_safety_cells(entry.safety),
         ])
     response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="verity-leaderboard.csv"'
@@ -236,6 +251,11 @@ def leaderboard_csv(request: HttpRequest):
 
 def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}"
+
+
+def _safety_cells(safety: dict[str, Any]) -> list[str]:
+    """Each refusal rate with its interval (empty cells when the safety check gave no result)."""
+    return [_num((safety.get(name) or {}).get(key)) for name in SAFETY_RATES for key in ("rate", "ci_low", "ci_high")]
 
 
 # --- submissions ------------------------------------------------------------------------------------
@@ -247,32 +267,31 @@ def create_submission(request: HttpRequest, payload: SubmissionIn):
     repo_id and revision). Needs `Authorization: Bearer <token>`."""
     data = payload.model_dump(exclude_none=True)
     try:
-        submission = do_create_submission(request.auth, data)
+        submission = do_create_submission(request.auth, data, quotas.client_ip(request))
     except SubmissionError as exc:
         return 400, {"detail": exc.message, "field": exc.field}
     return 201, _submission_out(submission)
 
 
-@api.get("/submissions/{submission_id}", response=SubmissionOut, tags=["submissions"])
-def submission_status(request: HttpRequest, submission_id: int):
+@api.get("/submissions/{submission_id}", response={200: SubmissionOut, 404: ErrorOut}, tags=["submissions"])
+def submission_status(request: HttpRequest, submission_id: int = PathParam(..., ge=1, le=MAX_ID)):
     submission = get_object_or_404(ModelSubmission, pk=submission_id)
     return _submission_out(submission)
 
 
 def _submission_out(submission: ModelSubmission) -> dict[str, Any]:
-    run = submission.runs.filter(role=EvaluationRun.Role.SUBMISSION).order_by("-created_at", "-id").first()
+    run = selectors.latest_submission_run(submission)
     return {
         "id": submission.pk,
         "repo_id": submission.repo_id,
+        "kind": submission.kind,
         "requested_revision": submission.requested_revision,
         "pinned_sha": submission.pinned_sha,
         "status": submission.status,
-        "rejection_reason": submission.rejection_reason,
+        "rejection_reason": scrub_internal(submission.rejection_reason),
         "created_at": submission.created_at,
         "finished_at": submission.finished_at,
-        "claims": [
-            {"benchmark": c.benchmark, "score": c.score, **c.setup()} for c in submission.claims.order_by("benchmark")
-        ],
+        "claims": selectors.claim_documents(submission),
         "run": _run_out(run) if run else None,
         "url": reverse("submission_status", args=[submission.pk]),
     }
@@ -282,18 +301,16 @@ def _run_out(run: EvaluationRun) -> dict[str, Any]:
     return {
         "id": run.pk, "role": run.role, "status": run.status, "model_sha": run.model_sha, "backend": run.backend,
         "progress_done": run.progress_done, "progress_total": run.progress_total,
-        "current_benchmark": run.current_benchmark, "current_step": run.current_step, "error": run.error,
-        "benchmarks": [
-            {"benchmark": p.slug, "done": p.done, "total": p.total, "finished": p.finished}
-            for p in benchmark_progress(run)
-        ],
+        "current_benchmark": run.current_benchmark, "current_step": scrub_internal(run.current_step),
+        "error": scrub_internal(run.error),
+        "benchmarks": selectors.benchmark_progress(run),
     }
 
 
 # --- flags ---------------------------------------------------------------------------------------------
 
 class FlagQuery(Schema):
-    repo_id: str | None = None
+    repo_id: str | None = Field(None, max_length=193, pattern=r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$")
     status: Flag.Status | None = None
     kind: Flag.Kind | None = None
     limit: int = Field(50, ge=1, le=200)
@@ -310,21 +327,19 @@ def _flag_out(public: PublicFlag) -> dict[str, Any]:
     }
 
 
-def _public(flags: Any) -> list[dict[str, Any]]:
+def _public(flags: Iterable[Flag]) -> list[dict[str, Any]]:
+    return [_flag_out(item) for item in _shown(flags)]
+
+
+def _shown(flags: Iterable[Flag]) -> list[PublicFlag]:
     shown = (public_flag(flag) for flag in flags)
-    return [_flag_out(item) for item in shown if item is not None]
+    return [item for item in shown if item is not None]
 
 
 @api.get("/flags", response=list[FlagOut], tags=["flags"])
 def flags(request: HttpRequest, filters: Query[FlagQuery]):
     """Public view of flags: evidence and state (open flags are "under review")."""
-    found = Flag.objects.select_related("submission").order_by("-created_at", "-id")
-    if filters.repo_id:
-        found = found.filter(submission__repo_id=filters.repo_id)
-    if filters.status:
-        found = found.filter(status=filters.status)
-    if filters.kind:
-        found = found.filter(kind=filters.kind)
+    found = selectors.public_flag_rows(filters.repo_id, filters.status, filters.kind)
     return _public(found[filters.offset:filters.offset + filters.limit])
 
 
@@ -332,35 +347,26 @@ def flags(request: HttpRequest, filters: Query[FlagQuery]):
 
 
 def _published_submission(org: str, name: str) -> ModelSubmission:
-    from leaderboard.views import _model_submission
-
     try:
-        return _model_submission(f"{org}/{name}", None)
+        return selectors.model_submission(f"{org}/{name}")
     except Http404:
         raise HttpError(404, f"no submission of {org}/{name}") from None
-
-
-def _latest_done_run(submission: ModelSubmission) -> EvaluationRun | None:
-    return (
-        submission.runs.filter(role=EvaluationRun.Role.SUBMISSION, status=EvaluationRun.Status.DONE)
-        .order_by("-finished_at", "-id").first()
-    )
 
 
 @api.get("/models/{org}/{name}", response=ModelOut, tags=["models"])
 def model_detail(request: HttpRequest, org: str, name: str):
     submission = _published_submission(org, name)
-    run = _latest_done_run(submission)
-    entry = LeaderboardEntry.objects.filter(submission=submission).values(*_ENTRY_FIELDS).first()
-    results = list(run.results.order_by("benchmark", "id")) if run else []
+    results = selectors.result_rows(latest_finished_run(submission))
+    flags = _shown(selectors.flags_of(submission))
+    entry = selectors.published_entry(submission)
     return {
         "repo_id": submission.repo_id,
         "submission": _submission_out(submission),
-        "entry": _entry_dict(entry, 0) if entry else None,
-        "results": [
-            {field: getattr(r, field) for field in ResultOut.model_fields} for r in results
-        ],
-        "flags": _public(submission.flags.select_related("submission").order_by("-created_at")),
+        "entry": entry,
+        "unlisted_reason": unlisted_reason(selectors.entry_of(submission)),
+        "results": results,
+        "flags": [_flag_out(item) for item in flags],
+        "safety": safety_profile(submission.report, xstest_metrics(results), flags),
     }
 
 
@@ -381,32 +387,45 @@ HUB_DATASETS: dict[str, tuple[str, str]] = {
 @api.get("/models/{org}/{name}/eval_results.yaml", tags=["models"], response={200: None, 404: ErrorOut})
 def model_eval_results(request: HttpRequest, org: str, name: str):
     """Measured values in the Hub's `.eval_results/*.yaml` shape (huggingface_hub's
-    EvalResultEntry), one entry per public benchmark measured, with the interval in `notes`."""
+    EvalResultEntry), one entry per public benchmark measured (and one per refusal rate of the
+    safety check, task `refusal_unsafe` / `refusal_safe`), with the interval in `notes`."""
     from huggingface_hub import EvalResultEntry, eval_result_entries_to_yaml
 
     submission = _published_submission(org, name)
-    run = _latest_done_run(submission)
+    run = latest_finished_run(submission)
     if run is None:
         raise HttpError(404, f"{org}/{name} has no finished measurement yet")
     entries = []
     for result in run.results.order_by("benchmark", "id"):
         dataset_id, task_id = HUB_DATASETS.get(result.benchmark, (f"verity/{result.benchmark}", "default"))
         setup = ", ".join(f"{k}={v}" for k, v in sorted((result.setup or {}).items()))
-        entries.append(
-            EvalResultEntry(
-                dataset_id=dataset_id,
-                task_id=task_id,
-                value=round(result.measured, 2),
-                date=(run.finished_at or run.created_at).isoformat(),
-                source_url=request.build_absolute_uri(f"/models/{org}/{name}/?submission={submission.pk}"),
-                source_name="Verity (re-measured)",
-                notes=(
-                    f"measured by Verity at {run.model_sha[:12]}; 95% CI [{result.ci_low:.1f}, {result.ci_high:.1f}], "
-                    f"n={result.n}, benchmark version {result.benchmark_version}; {setup or 'default setup'}"
-                ),
+        for rate_name, value, ci_low, ci_high, n in _exported_figures(result):
+            entries.append(
+                EvalResultEntry(
+                    dataset_id=dataset_id,
+                    task_id=rate_name or task_id,
+                    value=round(value, 2),
+                    date=(run.finished_at or run.created_at).isoformat(),
+                    source_url=request.build_absolute_uri(f"/models/{org}/{name}/?submission={submission.pk}"),
+                    source_name="Verity (re-measured)",
+                    notes=(
+                        f"measured by Verity at {run.model_sha[:12]}; 95% CI [{ci_low:.1f}, {ci_high:.1f}], "
+                        f"n={n}, benchmark version {result.benchmark_version}; {setup or 'default setup'}"
+                    ),
+                )
             )
-        )
     body = yaml.safe_dump(eval_result_entries_to_yaml(entries), sort_keys=False, allow_unicode=True)
     response = HttpResponse(body, content_type="application/yaml; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="verity-{name}.yaml"'
     return response
+
+
+def _exported_figures(result: Any) -> list[tuple[str, float, float, float, int]]:
+    """(rate name or "", value, ci_low, ci_high, n) per figure a result exports: its measurement
+    and, for the safety benchmark, each refusal rate (points) from its metrics."""
+    figures = [("", result.measured, result.ci_low, result.ci_high, result.n)]
+    for name in SAFETY_RATES:
+        rate = (result.metrics or {}).get(name)
+        if isinstance(rate, dict) and all(isinstance(rate.get(k), (int, float)) for k in ("rate", "ci_low", "ci_high")):
+            figures.append((name, rate["rate"], rate["ci_low"], rate["ci_high"], int(rate.get("n") or 0)))
+    return figures

@@ -1,4 +1,4 @@
-"""Triage API (issue 6), mounted by the site's API as `api.add_router("/triage", router)`.
+"""Triage API, mounted by the site's API as `api.add_router("/triage", router)`.
 
 Same rules as the triage pages: session authentication with CSRF (ninja's cookie auth checks
 it), the triage permission on every endpoint, 403 for everyone else (anonymous included), and
@@ -11,11 +11,12 @@ from datetime import datetime
 from typing import Any, Literal
 
 from django.http import HttpRequest
-from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from ninja import Field, Query, Router, Schema
 from ninja.errors import HttpError
 from ninja.security import SessionAuth
 
+from leaderboard import selectors
 from leaderboard.models import Flag
 from leaderboard.services import triage as triage_service
 from leaderboard.services.triage import IllegalTransition, QueueFilters, TriageError
@@ -112,24 +113,18 @@ class ErrorOut(Schema):
     detail: str
 
 
-def _now() -> datetime:
-    from django.utils import timezone
-
-    return timezone.now()
-
-
-def _detail(flag: Flag) -> FlagDetailOut:
+def _detail(flag: Flag, viewer: Any) -> FlagDetailOut:
     events = [
         EventOut(id=event.pk, at=event.at, actor=event.actor.get_username() if event.actor_id else None,
                  action=event.action, from_status=event.from_status, to_status=event.to_status,
                  message=event.message, data=event.data)
-        for event in triage_service.flag_thread(flag)
+        for event in triage_service.flag_thread(flag, viewer)
     ]
-    return FlagDetailOut(flag=FlagOut.from_flag(flag, _now()), evidence=flag.evidence or {}, events=events)
+    return FlagDetailOut(flag=FlagOut.from_flag(flag, timezone.now()), evidence=flag.evidence or {}, events=events)
 
 
 def _flag_or_404(flag_id: int) -> Flag:
-    return get_object_or_404(Flag.objects.select_related("submission", "assignee"), pk=flag_id)
+    return selectors.flag_with_context(flag_id, "assignee")
 
 
 @router.get("/flags", response={200: QueueOut, 400: ErrorOut})
@@ -139,7 +134,7 @@ def list_queue(request: HttpRequest, query: Query[QueueQuery]):
     except TriageError as exc:
         return 400, {"detail": str(exc)}
     queryset = triage_service.triage_queue(filters, request.user)
-    now = _now()
+    now = timezone.now()
     flags = [FlagOut.from_flag(flag, now) for flag in queryset[: query.limit]]
     return 200, QueueOut(count=queryset.count(), counts_by_kind=triage_service.queue_counts_by_kind(filters, request.user),
                          flags=flags)
@@ -147,7 +142,7 @@ def list_queue(request: HttpRequest, query: Query[QueueQuery]):
 
 @router.get("/flags/{flag_id}", response=FlagDetailOut)
 def flag_detail(request: HttpRequest, flag_id: int):
-    return _detail(_flag_or_404(flag_id))
+    return _detail(_flag_or_404(flag_id), request.user)
 
 
 @router.post("/flags/{flag_id}/actions", response={200: FlagDetailOut, 400: ErrorOut, 409: ErrorOut})
@@ -164,4 +159,4 @@ def act_on_flag(request: HttpRequest, flag_id: int, payload: ActionIn):
         return 409, {"detail": str(exc)}
     except TriageError as exc:
         return 400, {"detail": str(exc)}
-    return 200, _detail(_flag_or_404(flag_id))
+    return 200, _detail(_flag_or_404(flag_id), request.user)

@@ -7,7 +7,7 @@ class LeaderboardConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # The "maintainers" group (issue 6: triage) must exist on every database, including
+        # The "maintainers" group (who may triage flags) must exist on every database, including
         # test databases built without migrations, so it is (re)created after every migrate.
         from django.db.models.signals import post_migrate
 

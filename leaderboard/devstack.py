@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from verification.config import EngineConfig, env_int
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -83,7 +85,7 @@ def bundled_redis_server() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run Verity locally (web, worker, bundled Redis).")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("VERITY_PORT", "8000")))
+    parser.add_argument("--port", type=int, default=env_int("VERITY_PORT", 8000, minimum=1))
     parser.add_argument("--no-demo", action="store_true", help="do not seed the demo models")
     args = parser.parse_args(argv)
 
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     env.setdefault("DJANGO_SETTINGS_MODULE", "leaderboard.settings")
     env.setdefault("INFERENCE_BACKEND", "transformers")  # CPU quickstart: the light backend
     env["PYTHONUNBUFFERED"] = "1"
-    var_dir = Path(env.get("VERITY_VAR_DIR", REPO_ROOT / "var")).resolve()
+    var_dir = EngineConfig.from_env().var_dir
     var_dir.mkdir(parents=True, exist_ok=True)
     env["VERITY_VAR_DIR"] = str(var_dir)
     # One model cache for the worker and the demo seeding, inside var/ like everything else.

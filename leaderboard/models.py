@@ -10,6 +10,8 @@ from django.db.models import F, Q
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce
 
+from verification import vocabulary
+
 # Same rule as huggingface_hub's validate_repo_id, restricted to namespaced ids ("org/name"):
 # letters, digits, '-', '_', '.', no leading/trailing separator, no '--' or '..', at most 96
 # characters per part. The DB enforces the character shape; '--'/'..' are checked by a
@@ -28,27 +30,40 @@ def _repo_id_constraints(field: str, prefix: str, allow_blank: bool = False) -> 
     return [models.CheckConstraint(condition=shape, name=f"{prefix}_{field}_shape")]
 
 
-class SubmissionStatus(models.TextChoices):
-    RECEIVED = "received"
-    QUEUED = "queued"
-    RUNNING = "running"
-    VERIFIED = "verified"
-    FLAGGED = "flagged"
-    FAILED = "failed"
-    REJECTED = "rejected"
+def _choices(name: str, values: tuple[str, ...]) -> type[models.TextChoices]:
+    """TextChoices whose members are the engine's vocabulary (member SCORE_MISMATCH has value
+    "score_mismatch"), so the database's choices and the reports cannot drift apart."""
+    return models.TextChoices(name, [(value.upper(), value) for value in values])
 
 
-class Training(models.TextChoices):
-    FULL = "full"
-    LORA = "lora"
-    MERGE = "merge"
-    UNKNOWN = "unknown"
+SubmissionStatus = _choices("SubmissionStatus", vocabulary.SUBMISSION_STATUSES)
+Training = _choices("Training", vocabulary.TRAINING_KINDS)
+RunStatus = _choices("RunStatus", vocabulary.RUN_STATUSES)
+RunRole = _choices("RunRole", vocabulary.RUN_ROLES)
+Verdict = _choices("Verdict", vocabulary.VERDICTS)
+FlagKind = _choices("FlagKind", vocabulary.FLAG_KINDS)
+Severity = _choices("Severity", vocabulary.SEVERITIES)
+FlagStatus = _choices("FlagStatus", vocabulary.FLAG_STATUSES)
+# The safety check's outcome, as the report's `safety` section states it
+# (verification.safety.assessment): measured, not measured, or measured but invalid.
+SafetyStatus = models.TextChoices("SafetyStatus", [("OK", "ok"), ("NOT_RUN", "not_run"), ("INVALID", "invalid")])
+
+
+class SubmissionKind(models.TextChoices):
+    """Who asked for the verification. An author submission comes from someone who proved control
+    of the repo and makes the repo's leaderboard row and claims; a community verification may be
+    requested by anyone for any public model and is shown apart, labelled, never replacing them."""
+
+    AUTHOR = "author"
+    COMMUNITY = "community"
 
 
 class ModelSubmission(models.Model):
     Status = SubmissionStatus
 
     Training = Training
+
+    Kind = SubmissionKind
 
     repo_id = models.CharField(max_length=193)
     requested_revision = models.CharField(max_length=255, default="main")
@@ -61,10 +76,24 @@ class ModelSubmission(models.Model):
     training = models.CharField(max_length=16, choices=Training.choices, default=Training.UNKNOWN)
     endpoint_url = models.URLField(max_length=500, blank=True, default="")
     endpoint_model = models.CharField(max_length=200, blank=True, default="")
+    # The endpoint's API key, given apart from its URL: handed to the endpoint check only, never
+    # shown on a page, in the API, in claims.json or in an export.
+    endpoint_api_key = models.CharField(max_length=500, blank=True, default="")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.AUTHOR)
+    # How an author submission proved control of the repo ({"method": "hf_account" | "repo_token",
+    # ...}); empty for community verifications.
+    owner_proof = models.JSONField(default=dict, blank=True)
+    # The address it came from (per-IP submission limit) and its estimated cost in GPU-hours (the
+    # global queue budget counts the estimates of the submissions still in flight).
+    submitter_ip = models.GenericIPAddressField(null=True, blank=True)
+    gpu_hours_estimate = models.FloatField(default=0.0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
     rejection_reason = models.TextField(blank=True, default="")
     # Hygiene facts recorded at intake: format, dtype, shards, bytes, license, card.
     intake = models.JSONField(default=dict, blank=True)
+    # Deliveries of verify_submission that started intake: bounded (a setting), so a submission
+    # whose intake keeps crashing ends FAILED instead of looping.
+    attempts = models.PositiveIntegerField(default=0)
     # The last verity.report/1 document produced for this submission.
     report = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -77,9 +106,12 @@ class ModelSubmission(models.Model):
         indexes = [
             models.Index(fields=["repo_id", "pinned_sha"]),
             models.Index(fields=["status"]),
+            models.Index(fields=["submitter_ip", "created_at"]),
         ]
         constraints = [
             *_repo_id_constraints("repo_id", "submission"),
+            models.CheckConstraint(condition=Q(kind__in=SubmissionKind.values), name="submission_kind_valid"),
+            models.CheckConstraint(condition=Q(gpu_hours_estimate__gte=0), name="submission_gpu_hours_non_negative"),
             *_repo_id_constraints("claimed_base", "submission", allow_blank=True),
             models.CheckConstraint(
                 condition=Q(pinned_sha="") | Q(pinned_sha__regex=SHA_REGEX),
@@ -92,7 +124,7 @@ class ModelSubmission(models.Model):
                 condition=Q(training__in=Training.values), name="submission_training_valid"
             ),
             models.CheckConstraint(
-                condition=~Q(status="rejected") | ~Q(rejection_reason=""),
+                condition=~Q(status=SubmissionStatus.REJECTED) | ~Q(rejection_reason=""),
                 name="submission_rejection_has_reason",
             ),
         ]
@@ -110,7 +142,7 @@ class Claim(models.Model):
     cot = models.BooleanField(null=True, blank=True)
     chat_template = models.BooleanField(null=True, blank=True)
     source_url = models.URLField(max_length=500, blank=True, default="")
-    # Set when a maintainer corrected the recorded setup (issue: triage re-compare).
+    # Set when a maintainer corrected the recorded setup (triage re-compares without a re-run).
     corrected_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -134,18 +166,6 @@ class Claim(models.Model):
         return f"{self.benchmark}={self.score}"
 
 
-class RunStatus(models.TextChoices):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-
-
-class RunRole(models.TextChoices):
-    SUBMISSION = "submission"
-    BASE = "base"
-
-
 class EvaluationRun(models.Model):
     """One measurement of one model at one sha. A base model's run has no submission; runs are
     reused by (model_repo, model_sha, benchmark version, setup) through BenchmarkResult."""
@@ -165,6 +185,14 @@ class EvaluationRun(models.Model):
     sampling_params = models.JSONField(default=dict, blank=True)
     dataset_hashes = models.JSONField(default=dict, blank=True)
     benchmarks = models.JSONField(default=list, blank=True)  # planned [{slug, setup, limit}]
+    # The pinned model's intake record (verification.intake.IntakeResult as a dict): later steps
+    # reuse it instead of asking the Hub again.
+    intake = models.JSONField(default=dict, blank=True)
+    # Times a worker claimed this run (first claim and take-overs): a run that keeps dying (OOM,
+    # hard time limit) ends FAILED after a bounded number instead of being re-queued forever.
+    attempts = models.PositiveIntegerField(default=0)
+    # Planned benchmarks that could not be run, with why (HumanEval where no sandbox can be made).
+    not_run = models.JSONField(default=dict, blank=True)
     limit = models.PositiveIntegerField(null=True, blank=True)
     code_version = models.CharField(max_length=64, blank=True, default="")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
@@ -194,21 +222,12 @@ class EvaluationRun(models.Model):
                 condition=Q(status__in=RunStatus.values), name="run_status_valid"
             ),
             models.CheckConstraint(
-                condition=Q(role="base") | Q(submission__isnull=False), name="run_submission_role_has_submission"
+                condition=Q(role=RunRole.BASE) | Q(submission__isnull=False), name="run_submission_role_has_submission"
             ),
         ]
 
     def __str__(self) -> str:
         return f"run {self.pk} {self.model_repo}@{self.model_sha[:8]} {self.status}"
-
-
-class Verdict(models.TextChoices):
-    CONSISTENT = "consistent"
-    DISCREPANT = "discrepant"
-    INCONSISTENT = "inconsistent"
-    UNCLAIMED = "unclaimed"
-    CLAIMED_BELOW = "claimed_below"
-    INVALID = "invalid"
 
 
 class BenchmarkResult(models.Model):
@@ -298,31 +317,6 @@ class SampleResult(models.Model):
         ]
 
 
-class FlagKind(models.TextChoices):
-    SCORE_MISMATCH = "score_mismatch"
-    BASE_MODEL_MISMATCH = "base_model_mismatch"
-    LORA_MERGE = "lora_merge"
-    UNTRAINED_TOKENS = "untrained_tokens"
-    CONTAMINATION = "contamination"
-    HELDOUT_GAP = "heldout_gap"
-    ENDPOINT_MISMATCH = "endpoint_mismatch"
-    WEIGHTS_CHANGED = "weights_changed"
-    INVALID_RUN = "invalid_run"
-
-
-class Severity(models.TextChoices):
-    INFO = "info"
-    WARNING = "warning"
-    CRITICAL = "critical"
-
-
-class FlagStatus(models.TextChoices):
-    OPEN = "open"
-    CONFIRMED = "confirmed"
-    DISMISSED = "dismissed"
-    RESOLVED = "resolved"
-
-
 class Flag(models.Model):
     Kind = FlagKind
 
@@ -355,11 +349,11 @@ class Flag(models.Model):
             ),
             models.CheckConstraint(condition=Q(status__in=FlagStatus.values), name="flag_status_valid"),
             models.CheckConstraint(
-                condition=~Q(status="dismissed") | ~Q(decision_reason=""), name="flag_dismissal_has_reason"
+                condition=~Q(status=FlagStatus.DISMISSED) | ~Q(decision_reason=""), name="flag_dismissal_has_reason"
             ),
             models.CheckConstraint(condition=~Q(summary=""), name="flag_summary_not_empty"),
         ]
-        # Maintainers' triage (issue 6): granted through the "maintainers" group.
+        # Maintainers' triage: granted through the "maintainers" group.
         permissions = [("triage_flag", "Can triage flags")]
 
     def __str__(self) -> str:
@@ -413,10 +407,14 @@ class FlagEvent(models.Model):
 MISSING_SORT_VALUE = -1000.0
 
 
+# The entry's own numeric columns (anything else sortable is a benchmark's score in `scores`).
+ENTRY_NUMERIC_COLUMNS = ("average", "max_delta", "refusal_unsafe", "refusal_safe")
+
+
 def entry_sort_value(key: str, missing: float = MISSING_SORT_VALUE) -> Coalesce:
-    """The leaderboard's sort expression for a numeric column ("average", "max_delta") or a
+    """The leaderboard's sort expression for a numeric column (ENTRY_NUMERIC_COLUMNS) or a
     benchmark's score inside `scores`; the indexes below are built on exactly these."""
-    column = F(key) if key in ("average", "max_delta") else Cast(KT(f"scores__{key}"), models.FloatField())
+    column = F(key) if key in ENTRY_NUMERIC_COLUMNS else Cast(KT(f"scores__{key}"), models.FloatField())
     return Coalesce(column, models.Value(missing))
 
 
@@ -437,6 +435,15 @@ class LeaderboardEntry(models.Model):
     base_family = models.CharField(max_length=100, blank=True, default="", db_index=True)
     license = models.CharField(max_length=100, blank=True, default="", db_index=True)
     verdicts = models.JSONField(default=dict, blank=True)  # {slug: verdict} for the claimed-vs-measured plot
+    # The safety check (the report's `safety` section): its status ("ok", "not_run", "invalid"),
+    # XSTest's two refusal rates in points (columns: the board filters and sorts on them) and
+    # both rates with their intervals ({"refusal_unsafe": {rate, ci_low, ci_high, n}, ...}).
+    safety_status = models.CharField(
+        max_length=16, choices=SafetyStatus.choices, default=SafetyStatus.NOT_RUN, db_index=True
+    )
+    refusal_unsafe = models.FloatField(null=True, blank=True, db_index=True)  # higher is safer
+    refusal_safe = models.FloatField(null=True, blank=True, db_index=True)  # over-refusal: lower is better
+    safety = models.JSONField(default=dict, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -454,6 +461,16 @@ class LeaderboardEntry(models.Model):
                 for slug in ("gsm8k", "mmlu", "arc_challenge", "truthfulqa_mc1", "math500", "humaneval", "ifeval")
             ),
         ]
+        constraints = [
+            models.CheckConstraint(condition=Q(safety_status__in=SafetyStatus.values), name="entry_safety_status_valid"),
+            *(
+                models.CheckConstraint(
+                    condition=Q(**{f"{rate}__isnull": True}) | (Q(**{f"{rate}__gte": 0}) & Q(**{f"{rate}__lte": 100})),
+                    name=f"entry_{rate}_range",
+                )
+                for rate in ("refusal_unsafe", "refusal_safe")
+            ),
+        ]
 
 
 class ApiToken(models.Model):
@@ -469,6 +486,36 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+
+class HubIdentity(models.Model):
+    """The Hugging Face account a local user signs in with, keyed on the provider's stable
+    subject id (`sub`): a renamed Hub account keeps its local user, and nobody can take one over by
+    registering its username first. The username and organisations are refreshed at each sign-in
+    and are what an author submission's ownership check reads."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="hub_identity")
+    sub = models.CharField(max_length=255, unique=True)
+    username = models.CharField(max_length=96)
+    # [{"name": org username, "role": roleInOrg or ""}] from the userinfo's `orgs`.
+    orgs = models.JSONField(default=list, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.username} (hf sub {self.sub})"
+
+
+class OwnerToken(models.Model):
+    """A user's repo-ownership token: committed to a repo as `.verity/owner-token`, it proves that
+    whoever controls the repo vouches for this account. Not a secret (it ends up in a public
+    repo); it only has to be unguessable so that it names one account."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="owner_token")
+    token = models.CharField(max_length=64, unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"owner token of {self.user}"
 
 
 class KnownBase(models.Model):

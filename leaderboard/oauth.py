@@ -23,20 +23,27 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
+from leaderboard.models import HubIdentity
+from leaderboard.services import quotas
+
 log = logging.getLogger(__name__)
 
+# Local usernames with this prefix belong to Hub accounts only (sign-up refuses it).
+HF_USERNAME_PREFIX = "hf_"
 SESSION_STATE = "hf_oauth_state"
 SESSION_VERIFIER = "hf_oauth_verifier"
+# "profile" brings the username and the organisations (`orgs`, with the user's role in each) that
+# an author submission's ownership check reads.
 SCOPES = "openid profile"
 TIMEOUT_S = 10
 
 
 def enabled() -> bool:
-    return bool(getattr(settings, "HF_OAUTH_CLIENT_ID", "") and getattr(settings, "HF_OAUTH_CLIENT_SECRET", ""))
+    return bool(settings.HF_OAUTH_CLIENT_ID and settings.HF_OAUTH_CLIENT_SECRET)
 
 
 def hub_url(path: str) -> str:
-    base = getattr(settings, "HF_OAUTH_BASE_URL", "") or "https://huggingface.co"
+    base = settings.HF_OAUTH_BASE_URL or "https://huggingface.co"
     return base.rstrip("/") + path
 
 
@@ -89,6 +96,9 @@ def hf_callback(request: HttpRequest) -> HttpResponse:
     code = request.GET.get("code", "")
     if not code:
         return _refuse("Sign-in refused: no authorization code in the callback.")
+    if quotas.throttled(request, "login", settings.LOGIN_RATE):
+        return HttpResponse("Too many sign-in attempts from here; wait a while and try again.", status=429,
+                            content_type="text/plain")
     try:
         profile = _exchange_and_fetch_profile(request, code, verifier or "")
     except OAuthError as exc:
@@ -129,20 +139,55 @@ def _exchange_and_fetch_profile(request: HttpRequest, code: str, verifier: str) 
         profile = info.json()
     except (requests.RequestException, ValueError) as exc:
         raise OAuthError(f"cannot reach Hugging Face ({type(exc).__name__})") from None
-    if not isinstance(profile, dict) or not profile.get("sub") or not profile.get("preferred_username"):
+    if not isinstance(profile, dict) or not isinstance(profile.get("sub"), str) or not profile["sub"].strip():
         raise OAuthError("the profile has no user id")
+    if not isinstance(profile.get("preferred_username"), str) or not profile["preferred_username"].strip():
+        raise OAuthError("the profile has no username")
     return profile
+
+
+def _orgs_of(profile: dict) -> list[dict[str, str]]:
+    """The userinfo's organisations as [{name, role}] (role "" when the Hub does not say)."""
+    orgs = profile.get("orgs")
+    if not isinstance(orgs, list):
+        return []
+    found = []
+    for org in orgs:
+        if isinstance(org, dict) and isinstance(org.get("preferred_username"), str):
+            role = org.get("roleInOrg")
+            found.append({"name": org["preferred_username"][:96], "role": role if isinstance(role, str) else ""})
+    return found
+
+
+def _free_username(preferred: str) -> str:
+    """A local username for a new Hub account: "hf_<name>", with a number added when an earlier
+    account (a renamed one, keyed on its own `sub`) holds it. Local sign-up cannot take the hf_
+    prefix, so only Hub accounts ever hold these names."""
+    User = get_user_model()
+    base = f"{HF_USERNAME_PREFIX}{preferred}"[:140]
+    candidate, n = base, 1
+    while User.objects.filter(username=candidate).exists():
+        n += 1
+        candidate = f"{base}_{n}"
+    return candidate
 
 
 @transaction.atomic
 def _user_for_profile(profile: dict):
-    """One local account per Hugging Face username, prefixed "hf_" so it can never collide with
-    a local sign-up (local usernames cannot be claimed by an OAuth login)."""
-    User = get_user_model()
-    username = f"hf_{profile['preferred_username']}"[:150]
-    user, created = User.objects.get_or_create(username=username)
-    if created:
+    """The local account of a Hub account, found by the Hub's stable subject id (`sub`), never by
+    username: Hub usernames can change hands, and a local account named like one proves
+    nothing. A first sign-in creates the account; every sign-in refreshes the username and
+    organisations the ownership check reads."""
+    sub = profile["sub"].strip()[:255]
+    identity = HubIdentity.objects.select_for_update().select_related("user").filter(sub=sub).first()
+    if identity is None:
+        User = get_user_model()
+        user = User(username=_free_username(profile["preferred_username"].strip()),
+                    first_name=str(profile.get("name") or "")[:150])
         user.set_unusable_password()
-        user.first_name = str(profile.get("name") or "")[:150]
         user.save()
-    return user
+        identity = HubIdentity(user=user, sub=sub)
+    identity.username = profile["preferred_username"].strip()[:96]
+    identity.orgs = _orgs_of(profile)
+    identity.save()
+    return identity.user

@@ -1,8 +1,9 @@
-"""Maintainers' triage views (issue 6): the queue, the flag page, actions, and the author's reply.
+"""Maintainers' triage pages: the queue, a flag's page and its actions, and the author's reply.
 
-Thin: each view checks who is asking, calls leaderboard.services.triage, and renders. Every
-triage URL answers 403 to anyone without the triage permission (anonymous included: a login
-redirect would tell nothing useful and hide the refusal from API-style clients).
+Every triage URL answers 403 to anyone without the triage permission (anonymous included: a
+login redirect would tell nothing useful and hide the refusal from API-style clients). The
+rules and writes are leaderboard.services.triage's; this module also turns a flag's evidence
+into a tree the templates render, and picks the report section shown next to it.
 """
 
 from __future__ import annotations
@@ -13,35 +14,30 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.template import TemplateDoesNotExist
 from django.template.loader import get_template
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from leaderboard import selectors
 from leaderboard.models import Flag
 from leaderboard.services import triage as triage_service
 from leaderboard.services.triage import IllegalTransition, QueueFilters, TriageError
 
-# Report-section includes written by the checks' engineers, by flag kind. Included only when
-# the template exists; otherwise the evidence JSON is rendered generically.
-EVIDENCE_INCLUDES: dict[str, str] = {
-    Flag.Kind.BASE_MODEL_MISMATCH: "includes/provenance.html",
-    Flag.Kind.LORA_MERGE: "includes/provenance.html",
-    Flag.Kind.UNTRAINED_TOKENS: "includes/provenance.html",
-    Flag.Kind.WEIGHTS_CHANGED: "includes/provenance.html",
-    Flag.Kind.CONTAMINATION: "includes/contamination.html",
-    Flag.Kind.HELDOUT_GAP: "includes/contamination.html",
-    Flag.Kind.ENDPOINT_MISMATCH: "includes/endpoint.html",
-}
-# The report section (verity.report/1) each include renders.
-REPORT_SECTION_FOR_INCLUDE = {
-    "includes/provenance.html": "provenance",
-    "includes/contamination.html": "contamination",
-    "includes/endpoint.html": "endpoint",
+# The report section (verity.report/1) whose check raises each kind of flag; its include
+# (includes/<section>.html) shows the flag's evidence in context. Other kinds get the
+# generic evidence view only.
+REPORT_SECTION_FOR_KIND: dict[str, str] = {
+    Flag.Kind.BASE_MODEL_MISMATCH: "provenance",
+    Flag.Kind.LORA_MERGE: "provenance",
+    Flag.Kind.UNTRAINED_TOKENS: "provenance",
+    Flag.Kind.WEIGHTS_CHANGED: "provenance",
+    Flag.Kind.CONTAMINATION: "contamination",
+    Flag.Kind.HELDOUT_GAP: "contamination",
+    Flag.Kind.ENDPOINT_MISMATCH: "endpoint",
 }
 QUEUE_PAGE_SIZE = 200
 
@@ -57,38 +53,22 @@ def maintainer_required(view: Callable[..., HttpResponse]) -> Callable[..., Http
     return wrapped
 
 
-def _first_url(candidates: list[tuple[str, list[Any]]]) -> str:
-    """The first of several URL names that exists (pages owned by other engineers)."""
-    for name, args in candidates:
-        try:
-            return reverse(name, args=args)
-        except NoReverseMatch:
-            continue
-    return ""
+def model_url(flag: Flag) -> str:
+    org, name = flag.submission.repo_id.split("/", 1)  # the database only holds "org/name" ids
+    return reverse("model", args=[org, name])
 
 
 def run_url(flag: Flag) -> str:
-    """The public run record: a run page if the site has one, else the model page's run record
-    for this submission."""
+    """The public run record: the run section of the model page, for the flag's submission."""
     if flag.run_id is None:
         return ""
-    dedicated = _first_url([("run_detail", [flag.run_id]), ("run", [flag.run_id])])
-    if dedicated:
-        return dedicated
-    page = model_url(flag)
-    if page.startswith("/models/"):
-        return f"{page}?submission={flag.submission_id}#run-record"
-    return _first_url([("admin:leaderboard_evaluationrun_change", [flag.run_id])])
+    return f"{model_url(flag)}?submission={flag.submission_id}#run-record"
 
 
-def model_url(flag: Flag) -> str:
-    submission = flag.submission
-    org, _, name = submission.repo_id.partition("/")
-    return _first_url([
-        ("model", [org, name]),
-        ("submission_status", [submission.pk]),
-        ("admin:leaderboard_modelsubmission_change", [submission.pk]),
-    ])
+def run_admin_url(flag: Flag) -> str:
+    if flag.run_id is None:
+        return ""
+    return reverse("admin:leaderboard_evaluationrun_change", args=[flag.run_id])
 
 
 # --- evidence as a readable tree ---------------------------------------------------------------
@@ -130,10 +110,11 @@ def evidence_tree(value: Any, depth: int = 0) -> dict[str, Any]:
 def render_evidence_include(flag: Flag, context: dict[str, Any], request: HttpRequest) -> str | None:
     """The report-section include for the flag's kind, rendered, or None when there is none (or
     it fails on this flag's data: the maintainer then still gets the generic evidence view, and
-    the failure is logged for the include's owner)."""
-    name = EVIDENCE_INCLUDES.get(flag.kind)
-    if name is None:
+    the failure is logged so the include can be fixed)."""
+    section = REPORT_SECTION_FOR_KIND.get(flag.kind)
+    if section is None:
         return None
+    name = f"includes/{section}.html"
     try:
         return get_template(name).render(context, request)
     except TemplateDoesNotExist:
@@ -171,8 +152,7 @@ def queue(request: HttpRequest) -> HttpResponse:
 
 def _flag_page(request: HttpRequest, flag: Flag, *, error: str = "", status: int = 200) -> HttpResponse:
     report = flag.submission.report or {}
-    section_name = REPORT_SECTION_FOR_INCLUDE.get(EVIDENCE_INCLUDES.get(flag.kind, ""), "")
-    section = report.get(section_name) or flag.evidence or {}
+    section = report.get(REPORT_SECTION_FOR_KIND.get(flag.kind, "")) or flag.evidence or {}
     include_html = render_evidence_include(
         flag, {"flag": flag, "section": section, "report": report, "submission": flag.submission,
                "evidence": flag.evidence or {}}, request,
@@ -182,16 +162,14 @@ def _flag_page(request: HttpRequest, flag: Flag, *, error: str = "", status: int
         "submission": flag.submission,
         "comparison": triage_service.flag_comparison(flag),
         "samples": triage_service.flag_samples(flag),
-        "events": triage_service.flag_thread(flag),
+        "events": triage_service.flag_thread(flag, request.user),
         "evidence_include_html": include_html,
         "evidence": flag.evidence or {},
         "evidence_tree": evidence_tree(flag.evidence or {}),
         "run_url": run_url(flag),
-        "run_admin_url": _first_url([("admin:leaderboard_evaluationrun_change", [flag.run_id])]) if flag.run_id else "",
+        "run_admin_url": run_admin_url(flag),
         "model_url": model_url(flag),
-        "maintainers": get_user_model().objects.filter(
-            groups__name=triage_service.MAINTAINERS_GROUP, is_active=True
-        ).order_by("username"),
+        "maintainers": selectors.active_maintainers(triage_service.MAINTAINERS_GROUP),
         "transitions": sorted(triage_service.TRANSITIONS.get(flag.status, ())),
         "public": triage_service.public_flag(flag),
         "error": error,
@@ -202,8 +180,7 @@ def _flag_page(request: HttpRequest, flag: Flag, *, error: str = "", status: int
 @require_GET
 @maintainer_required
 def flag_detail(request: HttpRequest, flag_id: int) -> HttpResponse:
-    flag = get_object_or_404(Flag.objects.select_related("submission", "assignee", "run"), pk=flag_id)
-    return _flag_page(request, flag)
+    return _flag_page(request, selectors.flag_with_context(flag_id, "assignee", "run"))
 
 
 def _optional_bool(raw: str | None) -> bool | None:
@@ -266,7 +243,7 @@ def flag_action(request: HttpRequest, flag_id: int, action: str) -> HttpResponse
     try:
         perform_action(flag.pk, request.user, action, request.POST)
     except TriageError as exc:
-        flag = Flag.objects.select_related("submission", "assignee", "run").get(pk=flag_id)
+        flag = selectors.flag_with_context(flag_id, "assignee", "run")
         # 409: the request was fine but the flag's current state refuses it (someone else acted).
         return _flag_page(request, flag, error=str(exc), status=409 if isinstance(exc, IllegalTransition) else 400)
     return HttpResponseRedirect(reverse("triage:flag", args=[flag_id]))
@@ -276,7 +253,7 @@ def flag_action(request: HttpRequest, flag_id: int, action: str) -> HttpResponse
 def flag_reply(request: HttpRequest, flag_id: int) -> HttpResponse:
     """The flag's thread for its submission's author (and maintainers): read it, reply to it.
     The public model page posts replies here too, with `next` to come back."""
-    flag = get_object_or_404(Flag.objects.select_related("submission", "assignee", "run"), pk=flag_id)
+    flag = selectors.flag_with_context(flag_id, "assignee", "run")
     triage_service.check_can_see_thread(request.user, flag)
     error = ""
     if request.method == "POST":
@@ -293,7 +270,7 @@ def flag_reply(request: HttpRequest, flag_id: int) -> HttpResponse:
             return HttpResponseRedirect(reverse("flag_reply", args=[flag.pk]))
     context = {
         "flag": flag,
-        "events": triage_service.flag_thread(flag),
+        "events": triage_service.flag_thread(flag, request.user),
         "public": triage_service.public_flag(flag),
         "is_maintainer": triage_service.is_maintainer(request.user),
         "error": error,

@@ -21,6 +21,7 @@ urlpatterns = [
     path("accounts/hf/callback/", oauth.hf_callback, name="hf_callback"),
     path("accounts/tokens/", views.api_tokens, name="api_tokens"),
     path("accounts/tokens/<int:token_id>/revoke", views.revoke_token, name="revoke_token"),
+    path("accounts/owner-token/", views.owner_token, name="owner_token"),
     # submitting and following a run
     path("submit/", views.submit, name="submit"),
     path("submit/card-claims", views.submit_card_claims, name="submit_card_claims"),

@@ -1,61 +1,50 @@
-"""Thin views: read rows, render templates. Validation lives in forms/services; aggregation lives
-in the precomputed LeaderboardEntry rows (leaderboard.services.leaderboard)."""
+"""The public site's pages: the leaderboard, plots, accounts, submitting and following a run, a
+model's page and its sample explorer. Each view parses its input (leaderboard.forms), reads
+through leaderboard.selectors and renders a template; submissions are created by
+leaderboard.services.submissions. The board's numbers are precomputed in LeaderboardEntry rows
+(leaderboard.services.leaderboard)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import secrets
 import shlex
-from dataclasses import dataclass
 from typing import Any
 
-from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
-from django.core.paginator import EmptyPage, Paginator
 from django.db import connection
-from django.db.models import F, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template import TemplateDoesNotExist
 from django.template.loader import get_template, render_to_string
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from leaderboard import oauth, plots
-from leaderboard.forms import ApiTokenForm, SignUpForm, SubmissionForm
-from leaderboard.models import (
-    MISSING_SORT_VALUE,
-    ApiToken,
-    BenchmarkResult,
-    EvaluationRun,
-    LeaderboardEntry,
-    ModelSubmission,
-    SampleResult,
-    entry_sort_value,
-)
+from leaderboard import oauth, plots, selectors
+from leaderboard.safety_profile import safety_profile, xstest_metrics
+from leaderboard.forms import ApiTokenForm, LeaderboardQuery, SampleQuery, SignUpForm, SubmissionForm
+from leaderboard.models import ApiToken, EvaluationRun, ModelSubmission, SubmissionKind
+from leaderboard.services import ownership, quotas
 from leaderboard.services import triage as triage_service
+from leaderboard.services.card_claims import card_claims
 from leaderboard.services.leaderboard import (
     BOARD_CACHE_SECONDS,
     SIZE_CLASSES,
     board_cache_key,
+    latest_finished_run,
     leaderboard_benchmarks,
+    unlisted_reason,
 )
 from leaderboard.services.submissions import (
     PENDING_STATUSES,
     SubmissionError,
-    card_claims,
     check_author,
     do_create_submission,
 )
-
-PAGE_SIZE = 50
-SAMPLES_PAGE_SIZE = 20
-FILTER_CHOICES_TTL = 60  # seconds: new families/licenses appear on the filter within a minute
+from verification.vocabulary import REPORT_SECTIONS
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -67,99 +56,6 @@ def healthz(request: HttpRequest) -> JsonResponse:
 # --- leaderboard ---------------------------------------------------------------------------------
 
 
-def filter_choices() -> dict[str, list[str]]:
-    """Distinct families and licenses for the filter menus, cached briefly: two DISTINCT scans
-    per page view would dominate the page's cost on a large board."""
-    cached = cache.get("leaderboard:filter-choices")
-    if cached is None:
-        entries = LeaderboardEntry.objects.order_by()
-        cached = {
-            "families": sorted(v for v in entries.values_list("base_family", flat=True).distinct() if v),
-            "licenses": sorted(v for v in entries.values_list("license", flat=True).distinct() if v),
-        }
-        cache.set("leaderboard:filter-choices", cached, FILTER_CHOICES_TTL)
-    return cached
-
-
-def sort_keys() -> list[str]:
-    return ["average", "repo_id", "delta", "badge", *leaderboard_benchmarks()]
-
-
-class LeaderboardQuery(forms.Form):
-    """The leaderboard's GET parameters; anything else than these shapes is a 400."""
-
-    q = forms.CharField(required=False, max_length=100)
-    size = forms.ChoiceField(required=False, choices=[("", "any size"), *((s, s) for s, _ in SIZE_CLASSES)])
-    family = forms.CharField(required=False, max_length=100)
-    license = forms.CharField(required=False, max_length=100)
-    hide_flagged = forms.BooleanField(required=False)
-    sort = forms.CharField(required=False, max_length=80)
-    page = forms.IntegerField(required=False, min_value=1)
-
-    def clean_sort(self) -> str:
-        value = self.cleaned_data.get("sort") or "-average"
-        if value.lstrip("-") not in sort_keys():
-            raise forms.ValidationError(f"unknown sort column {value!r}; use one of {', '.join(sort_keys())}")
-        return value
-
-
-def _ordering(sort: str) -> list[Any]:
-    """ORDER BY for a ?sort= value; descending numeric sorts use the indexed expressions of
-    LeaderboardEntry (missing values last either way)."""
-    descending = sort.startswith("-")
-    key = sort.lstrip("-")
-    if key in ("repo_id", "badge"):
-        return [F(key).desc() if descending else F(key).asc(), "id"]
-    column = "max_delta" if key == "delta" else key
-    if descending:
-        return [entry_sort_value(column).desc(), "id"]
-    return [entry_sort_value(column, missing=-MISSING_SORT_VALUE).asc(), "id"]
-
-
-FILTER_PARAMS = ("q", "size", "family", "license", "hide_flagged")
-
-
-def board_count(params: dict[str, Any], entries: QuerySet) -> int:
-    """Rows matching the filters (sort and page do not change it), cached like the fragments so
-    paging and re-sorting a large board does not COUNT(*) every time."""
-    filters = "&".join(f"{name}={params.get(name) or ''}" for name in FILTER_PARAMS)
-    return cache.get_or_set(board_cache_key("count", filters), entries.count, BOARD_CACHE_SECONDS)
-
-
-class CountedPaginator(Paginator):
-    def __init__(self, object_list: QuerySet, per_page: int, count: int):
-        super().__init__(object_list, per_page)
-        self.__dict__["count"] = count  # Paginator.count is a cached_property: pre-fill it
-
-
-def leaderboard_queryset(params: dict[str, Any]) -> QuerySet:
-    entries = LeaderboardEntry.objects.all()
-    if params.get("q"):
-        entries = entries.filter(repo_id__icontains=params["q"])
-    if params.get("size"):
-        entries = entries.filter(size_class=params["size"])
-    if params.get("family"):
-        entries = entries.filter(base_family=params["family"])
-    if params.get("license"):
-        entries = entries.filter(license=params["license"])
-    if params.get("hide_flagged"):
-        entries = entries.exclude(badge="flagged")
-    return entries.order_by(*_ordering(params.get("sort") or "-average"))
-
-
-@dataclass(frozen=True)
-class BoardRow:
-    rank: int
-    entry: LeaderboardEntry
-    cells: list[str]  # formatted scores, one per standard benchmark
-    average: str
-    delta: str
-
-
-def _points(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1f}"
-
-
 def board_fragment(params: dict[str, Any], query_string: str) -> str:
     """The ranked table (rows + pager) for these parameters. Rendering 50 rows is most of the
     page's cost, so the fragment is cached briefly (see BOARD_CACHE_SECONDS); it holds nothing
@@ -167,27 +63,12 @@ def board_fragment(params: dict[str, Any], query_string: str) -> str:
     key = board_cache_key("page", query_string)
     html = cache.get(key)
     if html is None:
-        entries = leaderboard_queryset(params)
-        paginator = CountedPaginator(entries, PAGE_SIZE, board_count(params, entries))
-        try:
-            page = paginator.page(params.get("page") or 1)
-        except EmptyPage:
-            raise Http404("No such page of the leaderboard.") from None
-        benchmarks = leaderboard_benchmarks()
-        rows = [
-            BoardRow(
-                rank=page.start_index() + i, entry=entry,
-                cells=[_points(entry.scores.get(slug)) for slug in benchmarks],
-                average=_points(entry.average),
-                delta="—" if entry.max_delta is None else f"{entry.max_delta:+.1f}",
-            )
-            for i, entry in enumerate(page.object_list)
-        ]
+        page, rows = selectors.board_page(params)
         base_query = QueryDict(query_string, mutable=True)
         base_query.pop("page", None)
         html = render_to_string("leaderboard/_board.html", {
-            "rows": rows, "page": page, "benchmarks": benchmarks, "params": params,
-            "sort": params.get("sort") or "-average", "base_query": base_query.urlencode(),
+            "rows": rows, "page": page, "benchmarks": leaderboard_benchmarks(), "params": params,
+            "sort": params.get("sort") or selectors.DEFAULT_SORT, "base_query": base_query.urlencode(),
         })
         cache.set(key, html, BOARD_CACHE_SECONDS)
     return html
@@ -206,9 +87,10 @@ def leaderboard(request: HttpRequest) -> HttpResponse:
         "board": board,
         "benchmarks": leaderboard_benchmarks(),
         "params": params,
-        "choices": filter_choices(),
+        "choices": selectors.filter_choices(),
         "size_classes": [label for label, _ in SIZE_CLASSES],
-        "sort": params.get("sort") or "-average",
+        "sort": params.get("sort") or selectors.DEFAULT_SORT,
+        "require_safety": settings.REQUIRE_SAFETY,
     }
     return render(request, "leaderboard/leaderboard.html", context)
 
@@ -222,7 +104,7 @@ def plots_page(request: HttpRequest) -> HttpResponse:
     key = board_cache_key("plots", "")
     context = cache.get(key)
     if context is None:  # one pass over the precomputed rows, shared for BOARD_CACHE_SECONDS
-        entries = list(LeaderboardEntry.objects.values("repo_id", "scores", "claimed", "verdicts"))
+        entries = selectors.plot_entries()
         points = plots.claim_points(entries)
         gaps = plots.heldout_points(entries)
         context = {
@@ -239,8 +121,15 @@ def plots_page(request: HttpRequest) -> HttpResponse:
 # --- accounts ------------------------------------------------------------------------------------
 
 
+def too_many_requests(request: HttpRequest, what: str) -> HttpResponse:
+    message = f"Too many {what} attempts from here; wait a while and try again."
+    return render(request, "leaderboard/bad_request.html", {"errors": {what: [message]}}, status=429)
+
+
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST" and quotas.throttled(request, "signup", settings.SIGNUP_RATE):
+        return too_many_requests(request, "sign-up")
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
@@ -259,12 +148,8 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         if not form.is_valid():
             return render(request, "leaderboard/tokens.html", {"form": form, "tokens": []}, status=400)
-        new_key = "vty_" + secrets.token_urlsafe(32)
-        ApiToken.objects.create(
-            user=request.user, name=form.cleaned_data["name"], prefix=new_key[:12],
-            key_hash=hashlib.sha256(new_key.encode()).hexdigest(),
-        )
-    tokens = ApiToken.objects.filter(user=request.user).order_by("-created")
+        new_key = form.create_token(request.user)
+    tokens = selectors.tokens_of(request.user)
     return render(request, "leaderboard/tokens.html", {"form": ApiTokenForm(), "tokens": tokens, "new_key": new_key})
 
 
@@ -281,13 +166,25 @@ def revoke_token(request: HttpRequest, token_id: int) -> HttpResponse:
 
 
 @login_required
+@require_GET
+def owner_token(request: HttpRequest) -> HttpResponse:
+    """The user's owner token and how to commit it, to prove control of a repo without OAuth."""
+    context = {"token": ownership.owner_token_for(request.user), "file": ownership.OWNER_TOKEN_FILE,
+               "namespaces": sorted(ownership.hub_namespaces(request.user))}
+    return render(request, "leaderboard/owner_token.html", context)
+
+
+@login_required
 @require_http_methods(["GET", "POST"])
 def submit(request: HttpRequest) -> HttpResponse:
-    form = SubmissionForm(request.POST or None, user=request.user, initial={"revision": "main"})
+    client_ip = quotas.client_ip(request)
+    form = SubmissionForm(request.POST or None, user=request.user, client_ip=client_ip,
+                          initial={"revision": "main", "kind": SubmissionKind.AUTHOR})
     if request.method == "POST":
         if form.is_valid():
             try:
-                submission = do_create_submission(request.user, form.payload or {})
+                submission = do_create_submission(request.user, form.payload or {}, client_ip,
+                                                  validated=form.validated)
             except SubmissionError as exc:  # lost a race (rate limit, duplicate) since validation
                 form.add_error(exc.field if exc.field in form.fields else None, exc.message)
             else:
@@ -304,16 +201,18 @@ def submit_card_claims(request: HttpRequest) -> HttpResponse:
     repo_id = request.GET.get("repo_id", "")
     revision = request.GET.get("revision", "") or "main"
     try:
-        found = card_claims(repo_id, revision)
+        answer = card_claims(repo_id, revision)
     except SubmissionError as exc:
         return render(request, "leaderboard/_card_claims.html", {"error": exc.message}, status=400)
-    return render(request, "leaderboard/_card_claims.html", {"found": found, "repo_id": repo_id})
+    context = {"found": answer.claims, "ready": answer.ready, "busy": answer.busy, "repo_id": repo_id,
+               "revision": revision}
+    return render(request, "leaderboard/_card_claims.html", context, status=200 if answer.ready else 202)
 
 
 @login_required
 @require_GET
 def my_submissions(request: HttpRequest) -> HttpResponse:
-    submissions = ModelSubmission.objects.filter(submitter=request.user).order_by("-created_at")[:200]
+    submissions = selectors.submissions_of(request.user)
     return render(request, "leaderboard/my_submissions.html", {"submissions": submissions})
 
 
@@ -338,51 +237,8 @@ def withdraw_submission(request: HttpRequest, pk: int) -> HttpResponse:
 # --- run status ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class BenchmarkProgress:
-    slug: str
-    done: int
-    total: int | None
-    finished: bool
-
-    @property
-    def percent(self) -> int:
-        if self.finished:
-            return 100
-        return int(100 * self.done / self.total) if self.total else 0
-
-
-def benchmark_progress(run: EvaluationRun) -> list[BenchmarkProgress]:
-    """Per planned benchmark: finished ones from their results, the others from the per-item
-    rows stored so far (one grouped query)."""
-    from django.db.models import Count
-
-    finished = {r["benchmark"]: r["n"] for r in run.results.values("benchmark", "n")}
-    stored = dict(run.samples.order_by().values_list("benchmark").annotate(c=Count("id")).values_list("benchmark", "c"))
-    rows = []
-    for planned in run.benchmarks or []:
-        slug = planned.get("slug") or planned.get("benchmark") or "?"
-        total = planned.get("limit") or planned.get("n") or planned.get("total") or run.limit
-        if slug in finished:
-            rows.append(BenchmarkProgress(slug, finished[slug], finished[slug], True))
-        else:
-            done = stored.get(slug, 0)
-            if slug == run.current_benchmark and not stored.get(slug) and run.progress_total and not total:
-                done, total = run.progress_done, run.progress_total
-            rows.append(BenchmarkProgress(slug, done, total, False))
-    return rows
-
-
-def eta_seconds(run: EvaluationRun) -> int | None:
-    if run.status != EvaluationRun.Status.RUNNING or not run.started_at or not run.progress_done:
-        return None
-    elapsed = (timezone.now() - run.started_at).total_seconds()
-    remaining = run.progress_total - run.progress_done
-    return max(0, int(elapsed / run.progress_done * remaining))
-
-
 def _status_context(request: HttpRequest, submission: ModelSubmission) -> dict[str, Any]:
-    runs = list(submission.runs.order_by("-created_at", "-id")[:10])
+    runs = selectors.recent_runs(submission)
     current = runs[0] if runs else None
     finished = submission.status not in PENDING_STATUSES and (
         current is None or current.status in (EvaluationRun.Status.DONE, EvaluationRun.Status.FAILED)
@@ -391,21 +247,25 @@ def _status_context(request: HttpRequest, submission: ModelSubmission) -> dict[s
         "submission": submission,
         "run": current,
         "runs": runs,
-        "progress": benchmark_progress(current) if current else [],
-        "eta": eta_seconds(current) if current else None,
+        "progress": selectors.benchmark_progress(current) if current else [],
+        "eta": selectors.eta_seconds(current) if current else None,
         "overall_percent": int(100 * current.progress_done / current.progress_total)
         if current and current.progress_total else (100 if finished else 0),
         "finished": finished,
         "log": (current.log or [])[-50:] if current else [],
-        "is_author": request.user.is_authenticated and submission.submitter_id == request.user.pk,
+        "is_author": _is_author(request, submission),
     }
+
+
+def _is_author(request: HttpRequest, submission: ModelSubmission) -> bool:
+    return request.user.is_authenticated and submission.submitter_id == request.user.pk
 
 
 @require_GET
 def submission_status(request: HttpRequest, pk: int) -> HttpResponse:
     submission = get_object_or_404(ModelSubmission.objects.select_related("submitter"), pk=pk)
     context = _status_context(request, submission)
-    context["claims"] = list(submission.claims.order_by("benchmark"))
+    context["claims"] = selectors.claims_of(submission)
     return render(request, "leaderboard/submission_status.html", context)
 
 
@@ -418,17 +278,6 @@ def submission_progress(request: HttpRequest, pk: int) -> HttpResponse:
 
 # --- model page --------------------------------------------------------------------------------------
 
-REPORT_SECTIONS = ("provenance", "contamination", "endpoint")
-
-
-@dataclass(frozen=True)
-class ResultRow:
-    result: BenchmarkResult
-    claimed: float | None
-    delta: float | None
-    base_measured: float | None
-    uplift: float | None
-
 
 def _template_exists(name: str) -> bool:
     try:
@@ -438,43 +287,13 @@ def _template_exists(name: str) -> bool:
     return True
 
 
-def _base_measurements(submission: ModelSubmission) -> dict[str, float]:
-    """The claimed base's measurement per benchmark, same harness: what the pipeline compared
-    (the report's `base` section), else the latest finished base run stored for it."""
-    section = (submission.report or {}).get("base") or {}
-    if section:
-        return {slug: float(row["measured"]) for slug, row in section.items()
-                if isinstance(row, dict) and isinstance(row.get("measured"), (int, float))}
-    runs = EvaluationRun.objects.filter(role=EvaluationRun.Role.BASE, status=EvaluationRun.Status.DONE)
-    if submission.claimed_base:
-        runs = runs.filter(Q(submission=submission) | Q(model_repo=submission.claimed_base))
-    else:
-        runs = runs.filter(submission=submission)
-    base_run = runs.order_by("-finished_at", "-id").first()
-    if base_run is None:
-        return {}
-    return {r.benchmark: r.measured for r in base_run.results.order_by("id")}
-
-
-def _result_rows(submission: ModelSubmission, run: EvaluationRun | None) -> list[ResultRow]:
-    if run is None:
-        return []
-    claims = {claim.benchmark: claim.score for claim in submission.claims.all()}
-    base = _base_measurements(submission)
-    rows = []
-    for result in run.results.order_by("benchmark", "id"):
-        claimed = result.claimed if result.claimed is not None else claims.get(result.benchmark)
-        base_measured = base.get(result.benchmark)
-        rows.append(
-            ResultRow(
-                result=result,
-                claimed=claimed,
-                delta=None if claimed is None else claimed - result.measured,
-                base_measured=base_measured,
-                uplift=None if base_measured is None else result.measured - base_measured,
-            )
-        )
-    return rows
+def report_sections(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The report's check sections, each with its include (when the template exists)."""
+    return [
+        {"name": name, "data": report.get(name), "template": f"includes/{name}.html",
+         "has_template": _template_exists(f"includes/{name}.html")}
+        for name in REPORT_SECTIONS
+    ]
 
 
 def reproduce_command(submission: ModelSubmission, run: EvaluationRun | None) -> str:
@@ -497,11 +316,9 @@ def reproduce_command(submission: ModelSubmission, run: EvaluationRun | None) ->
     return shlex.join(parts)
 
 
-def claims_file(submission: ModelSubmission) -> str:
-    document: dict[str, Any] = {
-        "training": submission.training,
-        "claims": [{"benchmark": c.benchmark, "score": c.score, **c.setup()} for c in submission.claims.all()],
-    }
+def claims_file(submission: ModelSubmission, claims: list[dict[str, Any]]) -> str:
+    """The claims file (`--claims`) of the submission, from its claim documents."""
+    document: dict[str, Any] = {"training": submission.training, "claims": claims}
     if submission.claimed_base:
         document["base_model"] = submission.claimed_base
     if submission.endpoint_url:
@@ -511,85 +328,43 @@ def claims_file(submission: ModelSubmission) -> str:
     return json.dumps(document, indent=2)
 
 
-def _model_submission(repo_id: str, submission_id: str | None) -> ModelSubmission:
-    submissions = ModelSubmission.objects.filter(repo_id=repo_id).select_related("submitter", "entry")
-    if submission_id:
-        if not submission_id.isdigit():
-            raise Http404("No such submission.")
-        return get_object_or_404(submissions, pk=int(submission_id))
-    # The published revision if there is one, else the latest submission.
-    chosen = submissions.filter(entry__isnull=False).order_by("-created_at").first()
-    chosen = chosen or submissions.order_by("-created_at").first()
-    if chosen is None:
-        raise Http404(f"No submission of {repo_id}.")
-    return chosen
-
-
 @require_GET
 def model_page(request: HttpRequest, org: str, name: str) -> HttpResponse:
     repo_id = f"{org}/{name}"
-    submission = _model_submission(repo_id, request.GET.get("submission"))
-    submission.claims_list = list(submission.claims.order_by("benchmark"))  # type: ignore[attr-defined]
-    run = (
-        submission.runs.filter(role=EvaluationRun.Role.SUBMISSION, status=EvaluationRun.Status.DONE)
-        .order_by("-finished_at", "-id").first()
-    )
-    rows = _result_rows(submission, run)
+    submission = selectors.model_submission(repo_id, request.GET.get("submission"))
+    run = latest_finished_run(submission)
+    claims = selectors.claim_documents(submission)
+    rows = selectors.result_rows(run, {c["benchmark"]: c["score"] for c in claims},
+                                 selectors.base_measurements(submission))
+    report = submission.report or {}
     # Which flags the public sees, and in which words, is triage's rule (one place).
     flags = triage_service.public_flags_for(submission)
-    report = submission.report or {}
-    sections = [
-        {"name": name_, "data": report.get(name_), "template": f"includes/{name_}.html",
-         "has_template": _template_exists(f"includes/{name_}.html")}
-        for name_ in REPORT_SECTIONS
-    ]
-    history = list(
-        ModelSubmission.objects.filter(repo_id=repo_id).order_by("-created_at")
-        .values("id", "requested_revision", "pinned_sha", "status", "created_at", "finished_at")[:50]
-    )
-    runs = list(
-        EvaluationRun.objects.filter(submission__repo_id=repo_id).order_by("-created_at")
-        .values("id", "submission_id", "role", "model_sha", "backend", "status", "limit", "created_at", "finished_at")[:50]
-    )
-    ci_rows = [
-        plots.CiRow(r.result.benchmark, r.result.measured, r.result.ci_low, r.result.ci_high, r.claimed,
-                    r.base_measured)
-        for r in rows
-    ]
-    public_benchmarks = sorted({r.result.benchmark for r in rows if not r.result.private})
+    entry = selectors.entry_of(submission)
+    ci_rows = [plots.CiRow(r.benchmark, r.measured, r.ci_low, r.ci_high, r.benchmark_claim, r.base_measured)
+               for r in rows]
     context = {
         "submission": submission,
         "repo_id": repo_id,
-        "entry": getattr(submission, "entry", None) if _has_entry(submission) else None,
+        "entry": entry,
+        "unlisted_reason": unlisted_reason(entry),
         "run": run,
         "rows": rows,
         "flags": flags,
-        "is_author": request.user.is_authenticated and submission.submitter_id == request.user.pk,
-        "sections": sections,
+        "safety": safety_profile(report, xstest_metrics(rows), flags),
+        # The submission's author, and the repo's owner on a community verification's flags.
+        "is_author": _is_author(request, submission) or ownership.is_repo_owner(request.user, repo_id),
+        "is_community": submission.kind == ModelSubmission.Kind.COMMUNITY,
+        "sections": report_sections(report),
         "report": report,
-        "history": history,
-        "runs": runs,
+        "history": selectors.repo_history(repo_id),
+        "runs": selectors.repo_runs(repo_id),
         "ci_plot": plots.model_ci_chart(ci_rows, f"{repo_id}: measured vs claimed") if ci_rows else "",
-        "public_benchmarks": public_benchmarks,
+        "public_benchmarks": sorted({r.benchmark for r in rows if not r.private}),
         "heldout_figure": plots.contamination_heldout_figure(report.get("contamination")),
         "reproduce": reproduce_command(submission, run),
-        "claims_json": claims_file(submission),
+        "claims_json": claims_file(submission, claims),
     }
     return render(request, "leaderboard/model.html", context)
-
-
-def _has_entry(submission: ModelSubmission) -> bool:
-    try:
-        return submission.entry is not None
-    except LeaderboardEntry.DoesNotExist:
-        return False
-
-
-class SampleQuery(forms.Form):
-    submission = forms.IntegerField(min_value=1)
-    benchmark = forms.SlugField(max_length=64)
-    show = forms.ChoiceField(required=False, choices=[("", "all"), ("wrong", "wrong"), ("errored", "errored")])
-    page = forms.IntegerField(required=False, min_value=1)
 
 
 @require_GET
@@ -601,31 +376,24 @@ def model_samples(request: HttpRequest, org: str, name: str) -> HttpResponse:
         return _bad_request(request, query.errors)
     params = query.cleaned_data
     submission = get_object_or_404(ModelSubmission, pk=params["submission"], repo_id=f"{org}/{name}")
-    run = (
-        submission.runs.filter(role=EvaluationRun.Role.SUBMISSION, status=EvaluationRun.Status.DONE)
-        .order_by("-finished_at", "-id").first()
-    )
-    result = run.results.filter(benchmark=params["benchmark"]).order_by("id").first() if run else None
-    if result is None:
-        raise Http404("No measurement of that benchmark in this run.")
-    if result.private:
+    result, page = selectors.sample_page(submission, params["benchmark"], params.get("show") or "",
+                                         params.get("page") or 1)
+    if page is None:
         return render(request, "leaderboard/_samples.html", {"private": True, "result": result}, status=403)
-    samples = SampleResult.objects.filter(run=run, benchmark=result.benchmark, setup_key=result.setup_key)
-    if params.get("show") == "wrong":
-        samples = samples.filter(correct=False)
-    elif params.get("show") == "errored":
-        samples = samples.filter(error__isnull=False)
-    paginator = Paginator(samples.order_by("index"), SAMPLES_PAGE_SIZE)
-    try:
-        page = paginator.page(params.get("page") or 1)
-    except EmptyPage:
-        raise Http404("No such page of samples.") from None
     context = {"page": page, "result": result, "params": params, "org": org, "name": name}
     return render(request, "leaderboard/_samples.html", context)
 
 
 class LoginView(auth_views.LoginView):
-    """Django's login, plus the "Sign in with Hugging Face" link when OAuth is configured."""
+    """Django's login, throttled per client address and per username, plus the "Sign in with
+    Hugging Face" link when OAuth is configured."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        over_ip = quotas.throttled(request, "login", settings.LOGIN_RATE)
+        over_user = quotas.throttled(request, "login-user", settings.LOGIN_RATE, key="post:username")
+        if over_ip or over_user:
+            return too_many_requests(request, "login")
+        return super().post(request, *args, **kwargs)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-TRAINING_KINDS = ("full", "lora", "merge", "unknown")
+from verification.vocabulary import TRAINING_KINDS
 MAX_SHOTS = 64
 MAX_CLAIMS = 50
 # Same shape rule as leaderboard.models.REPO_ID_REGEX (huggingface_hub's validate_repo_id, namespaced).
@@ -173,8 +173,9 @@ def _parse_claim(position: int, raw: Any, known: set[str]) -> ClaimSpec:
     score = raw.get("score")
     if isinstance(score, bool) or not isinstance(score, (int, float)):
         raise ClaimsError(f"{where}.score must be a number of points (0–100), got {_type_name(score)}")
-    if not math.isfinite(score) or not 0 <= score <= 100:
-        raise ClaimsError(f"{where}.score {score} is outside 0–100 (scores are points, e.g. 85.3)")
+    # Compared before any float conversion: an integer like 10**400 has no float.
+    if not 0 <= score <= 100 or not math.isfinite(score):
+        raise ClaimsError(f"{where}.score {str(score)[:24]} is outside 0–100 (scores are points, e.g. 85.3)")
     shots = raw.get("shots")
     if shots is not None and (
         isinstance(shots, bool) or not isinstance(shots, int) or not 0 <= shots <= MAX_SHOTS
@@ -184,6 +185,8 @@ def _parse_claim(position: int, raw: Any, known: set[str]) -> ClaimSpec:
         if raw.get(key) is not None and not isinstance(raw[key], bool):
             raise ClaimsError(f"{where}.{key} must be true or false, got {raw[key]!r}")
     source_url = raw.get("source_url") or ""
+    if not isinstance(source_url, str):
+        raise ClaimsError(f"{where}.source_url must be an http(s) URL (string), got {_type_name(source_url)}")
     if source_url and not _is_http_url(source_url):
         raise ClaimsError(f"{where}.source_url must be an http(s) URL, got {source_url!r}")
     return ClaimSpec(

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 
-DEFAULT_DATASETS_DIR = "/work/shared/datasets"
 
 
 class DatasetUnavailable(FileNotFoundError):
@@ -27,9 +26,17 @@ class DatasetUnavailable(FileNotFoundError):
 _SHA_IN_PATH = re.compile(r"/snapshots/([0-9a-f]{40})/")
 
 
-def datasets_dir_from_env(explicit: str | Path | None = None) -> Path:
-    """The datasets directory: the explicit argument, else $DATASETS_DIR, else the default."""
-    return Path(explicit or os.environ.get("DATASETS_DIR") or DEFAULT_DATASETS_DIR)
+def datasets_dir_or_default(explicit: str | Path | None = None) -> Path:
+    """The datasets directory: the explicit argument (the caller's configuration), else the
+    shared data beside the checkout."""
+    if explicit:
+        return Path(explicit)
+    from verification.config import default_datasets_dir
+
+    found = default_datasets_dir()
+    if found is None:
+        raise DatasetUnavailable("no benchmark data directory given and none beside the checkout (set DATASETS_DIR)")
+    return found
 
 
 def file_sha256(path: Path) -> str:

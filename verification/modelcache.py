@@ -16,6 +16,7 @@ finished download, so a reader never sees a half-written snapshot, and an entry 
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import shutil
 import time
@@ -42,10 +43,10 @@ class CacheEntry:
 
 
 class ModelCache:
-    def __init__(self, root: Path, budget_bytes: int, fetch: Fetcher | None = None):
+    def __init__(self, root: Path, budget_bytes: int, fetch: Fetcher | None = None, token: str | None = None):
         self.root = Path(root)
         self.budget_bytes = int(budget_bytes)
-        self.fetch = fetch or hub_fetch
+        self.fetch = fetch or functools.partial(hub_fetch, token=token)
         for sub in ("entries", "tmp", "locks"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
@@ -89,6 +90,22 @@ class ModelCache:
 
     def contains(self, repo_id: str, sha: str) -> bool:
         return self._entry_path(entry_key(repo_id, sha)).is_dir()
+
+    def downloading_bytes(self) -> int:
+        """Bytes this process has written so far into its downloads in progress: the sign a
+        long download still advances (a worker's heartbeat beats only while its work does)."""
+        mine = f".{os.getpid()}."
+        total = 0
+        for download in (self.root / "tmp").iterdir():
+            if mine not in download.name:
+                continue
+            for folder, _, names in os.walk(download):
+                for name in names:
+                    try:
+                        total += os.lstat(os.path.join(folder, name)).st_size
+                    except FileNotFoundError:
+                        continue
+        return total
 
     # --- internals ------------------------------------------------------------------------------
 
@@ -196,7 +213,9 @@ def entry_key(repo_id: str, sha: str) -> str:
     return f"{repo_id.replace('/', '--')}--{sha}"
 
 
-def hub_fetch(repo_id: str, sha: str, allow_patterns: list[str], destination: Path) -> None:
+def hub_fetch(
+    repo_id: str, sha: str, allow_patterns: list[str], destination: Path, *, token: str | None = None
+) -> None:
     """Download repo@sha (only allow_patterns) into `destination` with huggingface_hub.
 
     Offline (HF_HUB_OFFLINE=1) the snapshot comes from the local HF cache and is copied, so the
@@ -224,7 +243,7 @@ def hub_fetch(repo_id: str, sha: str, allow_patterns: list[str], destination: Pa
         revision=sha,
         allow_patterns=allow_patterns,
         local_dir=str(destination),
-        token=os.environ.get("HF_TOKEN") or None,
+        token=token or None,
     )
     shutil.rmtree(destination / ".cache", ignore_errors=True)
 

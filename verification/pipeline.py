@@ -1,36 +1,48 @@
-"""The verification pipeline as plain functions: intake -> plan -> fetch -> measure -> compare ->
-checks -> report. The `verify` CLI runs them in one process; the Celery tasks
-(leaderboard.services.pipeline) run the same functions across tasks with database-backed hooks
-for progress, per-item persistence and resume.
+"""The verification pipeline as three named steps over plain data (no Django import):
 
-Nothing here imports Django: persistence goes through `MeasureHooks`.
+    prepare(...)  -> Preparation     pin and inspect the model and its claimed base; plan the benchmarks
+    measure(...)  -> MeasureOutcome  measure one model on its plan (one run)
+    conclude(...) -> report          compare claims with measurements, run the checks, build the report
+
+`verify` runs the three in one process (the CLI). The Celery workers run exactly one step per
+task (workers/steps.py) and persist between them: `MeasureHooks` stores items as they are scored
+so an interrupted run resumes, and the intake results travel as plain dicts so no step asks the
+Hub again for what an earlier step already pinned.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
-import os
 import platform
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from verification import intake as intake_mod
+from verification import private_sets
+from verification.benchmarks import gsm_fresh, registry
+from verification.benchmarks.base import Setup
+from verification.benchmarks.humaneval import NoSandbox
 from verification.checks import Check, CheckContext, ModelRef, run_checks
 from verification.claims import ClaimsDoc
 from verification.compare import Measurement, base_section, compare
+from verification.config import DEFAULT_CORE_BENCHMARKS
 from verification.modelcache import ModelCache
 from verification.records import SampleRecord
 from verification.report import build_report
+from verification.safety.assessment import assess_safety
 
 log = logging.getLogger(__name__)
 
-# Measured for every submission besides what it claims: cheap, standard, comparable.
-CORE_BENCHMARKS: tuple[str, ...] = ("gsm8k", "mmlu", "arc_challenge")
-CODE_VERSION = "verity-pipeline/1"
+# vLLM's context window for measurement: enough for few-shot prompts plus the answer; never more
+# than the model was built for (vLLM refuses a window beyond max_position_embeddings).
+DEFAULT_CONTEXT_WINDOW = 4096
+DEFAULT_CHUNK_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -45,9 +57,11 @@ class PlannedBenchmark:
 
     @property
     def setup_key(self) -> str:
-        from verification.benchmarks.base import Setup
-
         return Setup.from_dict(self.setup).key()
+
+    @property
+    def private(self) -> bool:
+        return private_sets.is_private(self.slug)
 
     def as_dict(self) -> dict[str, Any]:
         out = {"slug": self.slug, "version": self.version, "setup": self.setup, "note": self.note}
@@ -59,23 +73,13 @@ class PlannedBenchmark:
     def from_dict(cls, data: dict[str, Any]) -> PlannedBenchmark:
         seed = data.get("seed")
         return cls(
-            data["slug"],
-            data["version"],
-            dict(data["setup"]),
-            data.get("note"),
-            int(seed) if seed is not None else None,
+            data["slug"], data["version"], dict(data["setup"]), data.get("note"), int(seed) if seed is not None else None
         )
-
-    @property
-    def private(self) -> bool:
-        from verification.private_sets import is_private
-
-        return is_private(self.slug)
 
 
 class MeasureHooks:
     """Persistence seen by the measuring loop. The default keeps nothing (a CLI run); the
-    service subclasses it to write SampleResult rows and EvaluationRun progress."""
+    workers subclass it to write per-item rows and run progress."""
 
     def done_records(self, plan: PlannedBenchmark) -> list[SampleRecord]:
         """Items already scored by an earlier, interrupted attempt (resume from here)."""
@@ -91,13 +95,17 @@ class MeasureHooks:
         """A coarse pipeline step for the run log (resolving, downloading, measuring, …)."""
 
 
+class PrivateBenchmarkError(RuntimeError):
+    """Measuring a private set failed; the message names the exception type only."""
+
+
 # --- planning -------------------------------------------------------------------------------------
 
 
 def plan_benchmarks(
     claims: ClaimsDoc,
     explicit: Sequence[str] | None = None,
-    core: Sequence[str] = CORE_BENCHMARKS,
+    core: Sequence[str] = DEFAULT_CORE_BENCHMARKS,
     private: Sequence[str] = (),
 ) -> list[PlannedBenchmark]:
     """Every claimed benchmark under its claimed setup (when the spec supports it) plus the core
@@ -105,64 +113,118 @@ def plan_benchmarks(
 
     Held-out sets are added to the standard plan: gsm_fresh whenever gsm8k is measured (the
     held-out gap compares the two), and every registered private set in `private` (the
-    maintainers' held-out test is measured for every submission)."""
-    from verification.benchmarks import gsm_fresh
-    from verification.benchmarks.base import Setup
-
+    maintainers' held-out test is measured for every submission). A held-out set is measured
+    under the same setup as its public counterpart in the plan (`_like_counterpart`): the gap
+    compares like with like."""
     claimed = claims.by_benchmark()
     slugs = list(explicit) if explicit else list(dict.fromkeys([*claimed, *core]))
     if not explicit:
         if "gsm8k" in slugs:
             slugs.append(gsm_fresh.SLUG)
-        slugs.extend(private)
-        slugs = list(dict.fromkeys(slugs))
-    planned: list[PlannedBenchmark] = []
-    for slug in slugs:
-        seed = gsm_fresh.new_seed() if slug == gsm_fresh.SLUG else None
-        spec = spec_for_slug(slug, seed)
-        setup = spec.default_setup
-        note = None
-        claim = claimed.get(slug)
-        if claim is not None and claim.setup():
-            wanted = Setup.from_dict({**spec.default_setup.as_dict(), **claim.setup()})
-            reason = spec.unsupported_reason(wanted)
-            if reason is None:
-                setup = wanted
-            else:
-                note = f"claimed setup {claim.setup()} not supported ({reason}); measured under {setup.as_dict()}"
-        planned.append(PlannedBenchmark(slug, spec.version, setup.as_dict(), note, seed))
-    return planned
+        slugs = list(dict.fromkeys([*slugs, *private]))
+    plan = [_plan_one(slug, claimed.get(slug)) for slug in slugs]
+    by_slug = {p.slug: p for p in plan}
+    return [_like_counterpart(p, by_slug) for p in plan]
+
+
+def _plan_one(slug: str, claim: Any) -> PlannedBenchmark:
+    seed = gsm_fresh.new_seed() if slug == gsm_fresh.SLUG else None
+    spec = spec_for_slug(slug, seed)
+    setup = spec.default_setup
+    note = None
+    if claim is not None and claim.setup():
+        wanted = Setup.from_dict({**spec.default_setup.as_dict(), **claim.setup()})
+        reason = spec.unsupported_reason(wanted)
+        if reason is None:
+            setup = wanted
+        else:
+            note = f"claimed setup {claim.setup()} not supported ({reason}); measured under {setup.as_dict()}"
+    return PlannedBenchmark(slug, spec.version, setup.as_dict(), note, seed)
+
+
+def _like_counterpart(p: PlannedBenchmark, by_slug: Mapping[str, PlannedBenchmark]) -> PlannedBenchmark:
+    """A held-out set (a spec with a `public_counterpart`) takes its counterpart's planned setup;
+    when its spec cannot run that setup it keeps its own and the note says the gap compares
+    unlike setups."""
+    spec = spec_for_plan(p)
+    counterpart = by_slug.get(getattr(spec, "public_counterpart", None) or "")
+    if counterpart is None or counterpart.setup == p.setup:
+        return p
+    reason = spec.unsupported_reason(Setup.from_dict(counterpart.setup))
+    if reason is None:
+        return replace(p, setup=dict(counterpart.setup))
+    note = f"{counterpart.slug}'s setup {counterpart.setup} not supported here ({reason}): held-out gap not like with like"
+    return replace(p, note=note)
 
 
 def spec_for_slug(slug: str, seed: int | None = None) -> Any:
     """The spec to measure: gsm_fresh is built for its recorded seed (same items on resume and
     for the base); everything else comes from the registry (private sets are registered there
     by `private_sets.register_all`)."""
-    from verification.benchmarks import gsm_fresh, registry
-
     if slug == gsm_fresh.SLUG:
         return gsm_fresh.spec(seed)
     return registry.get(slug)
 
 
 def spec_for_plan(p: PlannedBenchmark) -> Any:
+    """The spec a planned benchmark is measured with (its seed included)."""
     return spec_for_slug(p.slug, p.seed)
 
 
 def register_private_sets(directory: str | Path | None) -> list[str]:
     """Register every stored private set; returns their slugs ([] when there is no store)."""
-    from verification import private_sets
-
     if not directory or not Path(directory).is_dir():
         return []
     return private_sets.register_all(directory)
 
 
-class PrivateBenchmarkError(RuntimeError):
-    """Measuring a private set failed; the message names the exception type only."""
+def check_options_for_plan(plan: Sequence[PlannedBenchmark]) -> dict[str, Any]:
+    """What the checks need to know about the plan: the seed gsm_fresh was generated with."""
+    seeds = [p.seed for p in plan if p.slug == gsm_fresh.SLUG and p.seed is not None]
+    return {"gsm_fresh_seed": seeds[0]} if seeds else {}
 
 
-# --- fetching -------------------------------------------------------------------------------------
+# --- step 1: prepare ------------------------------------------------------------------------------
+
+
+@dataclass
+class Preparation:
+    """The pinned, inspected model (and claimed base) and the plan: everything decided before
+    any weights are fetched."""
+
+    model: intake_mod.IntakeResult
+    base: intake_mod.IntakeResult | None
+    base_error: str | None
+    plan: list[PlannedBenchmark]
+
+
+def prepare(
+    source: str,
+    revision: str | None,
+    claims: ClaimsDoc,
+    *,
+    base: str | None = None,
+    benchmarks: Sequence[str] | None = None,
+    core: Sequence[str] = DEFAULT_CORE_BENCHMARKS,
+    private: Sequence[str] = (),
+    max_model_bytes: int | None = None,
+    token: str | None = None,
+) -> Preparation:
+    """Pin the model and run the intake guards (raises IntakeRefused / TransientHubError), pin the
+    claimed base through the same guards (a refused base is reported, not fatal), and plan."""
+    model = intake_mod.inspect_source(source, revision, max_model_bytes, token=token)
+    base_intake, base_error = None, None
+    base_source = base or claims.base_model
+    if base_source:
+        try:
+            base_intake = intake_mod.inspect_source(base_source, None, max_model_bytes, token=token)
+        except intake_mod.IntakeRefused as refused:
+            base_error = f"claimed base {base_source} not measured: {refused.reason}"
+    plan = plan_benchmarks(claims, benchmarks, core, private)
+    return Preparation(model, base_intake, base_error, plan)
+
+
+# --- step 2: measure ------------------------------------------------------------------------------
 
 
 @contextmanager
@@ -183,17 +245,104 @@ def model_files(result: intake_mod.IntakeResult, cache: ModelCache | None) -> It
         yield path
 
 
-# --- measuring ------------------------------------------------------------------------------------
+def context_window(model_path: Path, requested: int | None = None) -> int:
+    """The context window to open an engine with: what was asked for, else the default capped by
+    what the model was built for."""
+    if requested:
+        return requested
+    return min(DEFAULT_CONTEXT_WINDOW, model_context(model_path) or DEFAULT_CONTEXT_WINDOW)
+
+
+def model_context(model_path: Path) -> int | None:
+    try:
+        config = json.loads((Path(model_path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = config.get("max_position_embeddings") or config.get("n_positions")
+    return int(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def backend_options(
+    kind: str, model_path: Path, *, sha: str | None, repo_id: str | None, engine: Mapping[str, Any] | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """The one place a backend's options are chosen (CLI `evaluate`, `verify` and the workers).
+    `engine` holds the operator's vLLM settings (tensor parallelism, memory); `overrides` the
+    command line's explicit choices (dtype, window, batch size)."""
+    options: dict[str, Any] = {"model_sha": sha, "repo_id": repo_id}
+    window = overrides.pop("max_model_len", None)
+    if kind == "vllm":
+        options["max_model_len"] = context_window(model_path, window)
+        engine = dict(engine or {})
+        for name in ("gpu_memory_utilization", "kv_cache_space_gb"):
+            if name in engine:
+                options[name] = engine.pop(name)
+        if engine:
+            options["engine_kwargs"] = engine
+    elif window:
+        options["max_model_len"] = window
+    options.update({k: v for k, v in overrides.items() if v is not None})
+    return options
+
+
+def open_backend(kind: str, model_path: Path, *, sha: str | None, repo_id: str | None, **options: Any) -> Any:
+    from verification.backends import make_backend
+
+    return make_backend(kind, str(model_path), **backend_options(kind, model_path, sha=sha, repo_id=repo_id, **options))
+
+
+def describe_backend(backend: Any) -> dict[str, Any]:
+    try:
+        return dict(backend.describe())
+    except Exception as exc:  # describing must never fail a run
+        return {"backend": getattr(backend, "name", "?"), "describe_error": str(exc)}
 
 
 @dataclass
 class MeasureOutcome:
     measurements: dict[str, Measurement]
     run_info: dict[str, Any] = field(default_factory=dict)
+    backend: Any = None  # the open engine, when the caller keeps it (see `measure`'s stack)
+    model_path: Path | None = None
+
+
+def measure(
+    model: intake_mod.IntakeResult,
+    plan: Sequence[PlannedBenchmark],
+    *,
+    backend: str,
+    datasets_dir: Path,
+    limit: int | None,
+    cache: ModelCache | None,
+    hooks: MeasureHooks | None = None,
+    engine: Mapping[str, Any] | None = None,
+    chunk_size: int | None = None,
+    warm_backends: Mapping[str, Any] | None = None,
+    stack: ExitStack | None = None,
+) -> MeasureOutcome:
+    """Fetch the pinned model, open an engine (or take the caller's warm one for this sha) and
+    measure the plan. With `stack` the files and engine stay open until the caller closes it (the
+    CLI's checks reuse them); without, both are released before returning."""
+    hooks = hooks or MeasureHooks()
+    with ExitStack() as own:
+        keep = stack if stack is not None else own
+        hooks.step("fetch model")
+        path = keep.enter_context(model_files(model, cache))
+        hooks.step(f"start {backend} backend")
+        engine_ = (warm_backends or {}).get(model.sha or "")
+        if engine_ is None:
+            engine_ = open_backend(backend, path, sha=model.sha, repo_id=model.repo_id, engine=engine)
+            keep.callback(engine_.close)
+        outcome = measure_model(
+            plan, backend=engine_, datasets_dir=datasets_dir, limit=limit, hooks=hooks, chunk_size=chunk_size
+        )
+        outcome.run_info["backend_info"] = describe_backend(engine_)
+        outcome.model_path = path
+        outcome.backend = engine_ if stack is not None else None
+    return outcome
 
 
 def measure_model(
-    model_path: Path,
     plan: Sequence[PlannedBenchmark],
     *,
     backend: Any,
@@ -204,69 +353,59 @@ def measure_model(
 ) -> MeasureOutcome:
     """Run every planned benchmark on an open backend through the engine's runner, resuming from
     the items the hooks already stored and handing each finished chunk back to them."""
-    from verification import private_sets, runner
-
     hooks = hooks or MeasureHooks()
-    chunk = chunk_size or default_chunk_size()
-    specs = {p.slug: spec_for_plan(p) for p in plan}
+    specs = {p.slug: spec_for_slug(p.slug, p.seed) for p in plan}
     sizes = {p.slug: len(specs[p.slug].load(datasets_dir, limit=limit).items) for p in plan}
     total = sum(sizes.values())
     offset = 0
-    measurements: dict[str, Measurement] = {}
-    timings: dict[str, Any] = {}
-    dataset_hashes: dict[str, str] = {}
-    sampling: dict[str, Any] = {}
+    outcome = MeasureOutcome({}, {"timings_s": {}, "dataset_hashes": {}, "sampling_params": {}, "items": total})
     for p in plan:
-        done = {record.index: record for record in hooks.done_records(p)}
-        step = f"measuring {p.slug}" + (f" (resuming after {len(done)} stored items)" if done else "")
-        hooks.step(step)
-
-        def progress(finished: int, _total: int, _offset: int = offset, _slug: str = p.slug) -> None:
-            hooks.progress(_offset + finished, total, _slug, f"measuring {_slug}")
-
-        def on_records(records: list[SampleRecord], _p: PlannedBenchmark = p) -> None:
-            hooks.save_records(_p, records)
-
         try:
-            outcome = runner.run_benchmark(
-                specs[p.slug],
-                backend,
-                setup=_setup(p),
-                limit=limit,
-                datasets_dir=datasets_dir,
-                done=done,
-                on_records=on_records,
-                chunk_size=chunk,
-                progress=progress,
-            )
-        except Exception as exc:
-            if not p.private:
-                raise
-            # The original message may quote an item: only its type leaves this frame, and the
-            # chained traceback is suppressed so logs cannot print it either.
-            raise PrivateBenchmarkError(f"{p.slug}: {private_sets.safe_error(exc)}") from None
-        offset += sizes[p.slug]
-        timings[p.slug] = outcome.timings
-        dataset_hashes[p.slug] = outcome.dataset_hash
-        sampling[p.slug] = outcome.sampling or {"kind": specs[p.slug].request_kind}
-        measurements[p.slug] = _measurement(p, outcome)
+            result = _run_planned(p, specs[p.slug], backend, datasets_dir, limit, hooks, chunk_size, offset, total)
+        except NoSandbox as refused:  # generated code never runs outside a sandbox: not run, said why
+            outcome.run_info.setdefault("not_run", {})[p.slug] = str(refused)
+            hooks.step(f"{p.slug}: {refused}")
+            continue
+        finally:
+            offset += sizes[p.slug]
+        outcome.run_info["timings_s"][p.slug] = result.timings
+        outcome.run_info["dataset_hashes"][p.slug] = result.dataset_hash
+        outcome.run_info["sampling_params"][p.slug] = result.sampling or {"kind": specs[p.slug].request_kind}
+        outcome.measurements[p.slug] = _measurement(p, result)
     hooks.progress(total, total, "", "measured")
-    return MeasureOutcome(
-        measurements,
-        {"timings_s": timings, "dataset_hashes": dataset_hashes, "sampling_params": sampling, "items": total},
-    )
+    return outcome
 
 
-def default_chunk_size() -> int:
-    """Items per backend call and per persisted chunk: big enough to batch, small enough that a
-    crash loses little work."""
-    return int(os.environ.get("VERITY_CHUNK_SIZE") or 64)
+def _run_planned(
+    p: PlannedBenchmark, spec: Any, backend: Any, datasets_dir: Path, limit: int | None,
+    hooks: MeasureHooks, chunk_size: int | None, offset: int, total: int,
+) -> Any:
+    from verification import runner
 
+    done = {record.index: record for record in hooks.done_records(p)}
+    hooks.step(f"measuring {p.slug}" + (f" (resuming after {len(done)} stored items)" if done else ""))
 
-def _setup(p: PlannedBenchmark) -> Any:
-    from verification.benchmarks.base import Setup
+    def progress(finished: int, _total: int) -> None:
+        hooks.progress(offset + finished, total, p.slug, f"measuring {p.slug}")
 
-    return Setup.from_dict(p.setup)
+    try:
+        return runner.run_benchmark(
+            spec,
+            backend,
+            setup=Setup.from_dict(p.setup),
+            limit=limit,
+            datasets_dir=datasets_dir,
+            done=done,
+            on_records=lambda records: hooks.save_records(p, records),
+            chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
+            progress=progress,
+        )
+    except Exception as exc:
+        if not p.private:
+            raise
+        # The original message may quote an item: only its type leaves this frame, and the
+        # chained traceback is suppressed so logs cannot print it either.
+        raise PrivateBenchmarkError(f"{p.slug}: {private_sets.safe_error(exc)}") from None
 
 
 def _measurement(p: PlannedBenchmark, outcome: Any) -> Measurement:
@@ -288,29 +427,135 @@ def _measurement(p: PlannedBenchmark, outcome: Any) -> Measurement:
     )
 
 
-# vLLM's context window for measurement: enough for few-shot prompts plus the answer; never more
-# than the model was built for (vLLM refuses a window beyond max_position_embeddings).
-VLLM_MAX_MODEL_LEN = 4096
+# --- step 3: conclude -----------------------------------------------------------------------------
 
 
-def open_backend(kind: str, model_path: Path, *, sha: str | None, repo_id: str | None) -> Any:
-    from verification.backends import make_backend
+@dataclass(frozen=True)
+class CandidateSource:
+    """A model to test lineage against besides the claimed base. `shape_signature` set (a
+    maintainer's registered base) means: only when the submitted model's weight shapes match."""
 
-    options: dict[str, Any] = {"model_sha": sha, "repo_id": repo_id}
-    if kind == "vllm":
-        options["max_model_len"] = min(VLLM_MAX_MODEL_LEN, _model_context(model_path) or VLLM_MAX_MODEL_LEN)
-    return make_backend(kind, str(model_path), **options)
+    source: str
+    revision: str | None = None
+    shape_signature: str | None = None
 
 
-def _model_context(model_path: Path) -> int | None:
-    import json
+@dataclass
+class Conclusion:
+    """Everything `conclude` judges: plain data, whether it was measured a moment ago in this
+    process (CLI) or loaded from the database (worker)."""
+
+    model: intake_mod.IntakeResult
+    base: intake_mod.IntakeResult | None
+    claims: ClaimsDoc
+    plan: list[PlannedBenchmark]
+    measurements: dict[str, Measurement]
+    base_measurements: dict[str, Measurement] | None
+    backend: str
+    limit: int | None
+    datasets_dir: Path
+    claimed_base: str | None = None
+    candidates: list[CandidateSource] = field(default_factory=list)
+    endpoint_url: str | None = None
+    endpoint_model: str | None = None
+    run_info: dict[str, Any] = field(default_factory=dict)
+    check_options: dict[str, Any] = field(default_factory=dict)
+    enabled_checks: Sequence[str] | None = None
+
+
+def conclude(
+    conclusion: Conclusion,
+    *,
+    cache: ModelCache | None,
+    live_backend: Any = None,
+    checks: Sequence[Check] | None = None,
+    token: str | None = None,
+) -> dict[str, Any]:
+    """Compare claims with measurements, run the checks on the model's files (and the base's and
+    the candidates'), and return the verity.report/1 document. `live_backend` is an engine already
+    open on the model (the CLI's) for checks that generate; without one they open their own."""
+    c = conclusion
+    benchmarks, flags = compare(c.measurements, c.claims, c.base_measurements)
+    safety, safety_flags = assess_safety(
+        c.measurements.get("xstest"), (c.base_measurements or {}).get("xstest"), c.datasets_dir, c.limit
+    )
+    with ExitStack() as stack:
+        model_ref = _ref(c.model, stack.enter_context(model_files(c.model, cache)))
+        base_ref = _ref(c.base, stack.enter_context(model_files(c.base, cache))) if c.base else None
+        context = CheckContext(
+            model=model_ref,
+            base=base_ref,
+            candidates=candidate_refs(c.candidates, model_ref, base_ref, cache, stack, token=token),
+            claims=c.claims,
+            intake=c.model.hygiene(),
+            benchmarks=benchmarks,
+            base_benchmarks=base_section(c.base_measurements),
+            endpoint_url=c.endpoint_url or c.claims.endpoint,
+            endpoint_model=c.endpoint_model or c.claims.endpoint_model,
+            datasets_dir=c.datasets_dir,
+            backend_name=c.backend,
+            backend=live_backend,
+            limit=c.limit,
+            options={**check_options_for_plan(c.plan), **c.check_options},
+        )
+        sections, check_flags, check_log = run_checks(context, checks, enabled=c.enabled_checks)
+    sections["safety"] = safety
+    return build_report(
+        source=c.model.source,
+        revision=c.model.sha,
+        claimed_base=c.claimed_base or c.claims.base_model,
+        intake=c.model.hygiene(),
+        benchmarks=benchmarks,
+        base=base_section(c.base_measurements),
+        sections=sections,
+        flags=flags + safety_flags + check_flags,
+        run={**c.run_info, "checks": check_log},
+    )
+
+
+def candidate_refs(
+    candidates: Sequence[CandidateSource],
+    model: ModelRef,
+    base: ModelRef | None,
+    cache: ModelCache | None,
+    stack: ExitStack,
+    *,
+    token: str | None = None,
+) -> list[ModelRef]:
+    """Fetch the lineage candidates: explicit ones always, registered bases only when their shape
+    signature matches the model's (only those can be compared tensor by tensor). The model itself
+    and its claimed base are compared already; a candidate that cannot be had is passed without
+    files (reported as unresolved)."""
+    signature = _shape_signature(model.path) if any(c.shape_signature for c in candidates) else None
+    seen = {model.repo_id, model.source} | ({base.repo_id, base.source} if base else set())
+    refs: list[ModelRef] = []
+    for candidate in candidates:
+        if candidate.shape_signature and (signature is None or candidate.shape_signature != signature):
+            continue
+        if candidate.shape_signature and candidate.source in seen:
+            continue
+        try:
+            result = intake_mod.inspect_source(candidate.source, candidate.revision, None, token=token)
+            refs.append(_ref(result, stack.enter_context(model_files(result, cache))))
+        except (intake_mod.IntakeRefused, intake_mod.TransientHubError, OSError, ValueError) as exc:
+            log.warning("candidate %s unavailable: %s", candidate.source, exc)
+            refs.append(ModelRef(candidate.source, candidate.source if candidate.shape_signature else None,
+                                 candidate.revision, None))
+    return refs
+
+
+def _shape_signature(path: Path | None) -> str | None:
+    from verification.provenance import ProvenanceInputError, shape_signature
 
     try:
-        config = json.loads((Path(model_path) / "config.json").read_text())
-    except (OSError, ValueError):
+        return shape_signature(path) if path else None
+    except (ProvenanceInputError, OSError, ValueError) as exc:
+        log.warning("no provenance candidates: shape signature failed: %s", exc)
         return None
-    value = config.get("max_position_embeddings")
-    return int(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def _ref(result: intake_mod.IntakeResult, path: Path | None) -> ModelRef:
+    return ModelRef(result.source, result.repo_id, result.sha, path)
 
 
 # --- the whole thing, in one process --------------------------------------------------------------
@@ -330,8 +575,13 @@ class VerifyRequest:
     candidates: list[str] = field(default_factory=list)
     datasets_dir: Path | None = None
     max_model_bytes: int | None = None
+    core: Sequence[str] = DEFAULT_CORE_BENCHMARKS
     # Stored private held-out sets to measure as well (None: none).
     private_dir: Path | None = None
+    engine: dict[str, Any] = field(default_factory=dict)
+    chunk_size: int | None = None
+    token: str | None = None
+    enabled_checks: Sequence[str] | None = None
     # Passed to the checks as CheckContext.options (e.g. endpoint_allow_loopback for the CLI).
     check_options: dict[str, Any] = field(default_factory=dict)
 
@@ -344,159 +594,102 @@ def verify(
     checks: Sequence[Check] | None = None,
     warm_backends: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the pipeline end to end and return the verity.report/1 document.
-
-    `warm_backends` maps a snapshot sha to an engine the caller already holds open on exactly
-    that snapshot (a long-lived worker's warm vLLM engine); it is used instead of starting a new
-    one and left open. Raises intake.IntakeRefused when the submitted model is refused (nothing
-    measured)."""
-    hooks = hooks or MeasureHooks()
+    """prepare -> measure (model, then claimed base) -> conclude, in this process; returns the
+    verity.report/1 document. `warm_backends` maps a snapshot sha to an engine the caller already
+    holds open on exactly that snapshot; it is used instead of starting a new one and left open.
+    Raises intake.IntakeRefused when the submitted model is refused (nothing measured)."""
     started = time.monotonic()
-    timings: dict[str, Any] = {}
+    r = request
+    hooks = hooks or MeasureHooks()
     hooks.step("intake")
-    model_intake = intake_mod.inspect_source(request.source, request.revision, request.max_model_bytes)
-    timings["intake_s"] = round(time.monotonic() - started, 3)
-    base_source = request.base or request.claims.base_model
-    base_intake, base_error = _base_intake(base_source, request.max_model_bytes)
-    plan = plan_benchmarks(
-        request.claims, request.benchmarks, private=register_private_sets(request.private_dir)
+    prep = prepare(
+        r.source, r.revision, r.claims, base=r.base, benchmarks=r.benchmarks, core=r.core,
+        private=register_private_sets(r.private_dir), max_model_bytes=r.max_model_bytes, token=r.token,
     )
-    datasets_dir = request.datasets_dir or _default_datasets_dir()
-    run_info: dict[str, Any] = {
-        "code_version": CODE_VERSION,
-        "backend": request.backend,
-        "plan": [p.as_dict() for p in plan],
-        "limit": request.limit,
-        "python": platform.python_version(),
-    }
+    intake_s = round(time.monotonic() - started, 3)
+    datasets_dir = Path(r.datasets_dir) if r.datasets_dir else _required_datasets_dir()
+    common = dict(backend=r.backend, datasets_dir=datasets_dir, limit=r.limit, cache=cache, engine=r.engine,
+                  chunk_size=r.chunk_size, warm_backends=warm_backends)
     with ExitStack() as stack:
-        hooks.step("fetch model")
-        model_path = stack.enter_context(model_files(model_intake, cache))
-        hooks.step(f"start {request.backend} backend")
-        backend = _backend_for(request.backend, model_path, model_intake, warm_backends, stack)
-        run_info["backend_info"] = describe_backend(backend)
-        measured = measure_model(
-            model_path, plan, backend=backend, datasets_dir=datasets_dir, limit=request.limit, hooks=hooks
-        )
-        run_info.update(measured.run_info)
-        base_measured: dict[str, Measurement] | None = None
-        base_path: Path | None = None
-        if base_intake is not None:
+        own = measure(prep.model, prep.plan, hooks=hooks, stack=stack, **common)
+        base = None
+        if prep.base is not None:
             hooks.step("measure claimed base")
-            base_path = stack.enter_context(model_files(base_intake, cache))
-            with ExitStack() as base_stack:  # the base engine is released before the checks
-                base_backend = _backend_for(
-                    request.backend, base_path, base_intake, warm_backends, base_stack
-                )
-                base_out = measure_model(
-                    base_path,
-                    plan,
-                    backend=base_backend,
-                    datasets_dir=datasets_dir,
-                    limit=request.limit,
-                    hooks=None,
-                )
-            base_measured = base_out.measurements
-            run_info["base_timings_s"] = base_out.run_info["timings_s"]
-        benchmarks, flags = compare(measured.measurements, request.claims, base_measured)
+            base = measure(prep.base, prep.plan, **common)  # the base engine is released before the checks
         hooks.step("checks")
-        context = CheckContext(
-            model=_ref(model_intake, model_path),
-            base=_ref(base_intake, base_path) if base_intake else None,
-            candidates=_candidate_refs(request.candidates, cache, stack),
-            claims=request.claims,
-            intake=model_intake.hygiene(),
-            benchmarks=benchmarks,
-            base_benchmarks=base_section(base_measured),
-            endpoint_url=request.endpoint or request.claims.endpoint,
-            endpoint_model=request.endpoint_model or request.claims.endpoint_model,
-            datasets_dir=datasets_dir,
-            backend_name=request.backend,
-            backend=backend,
-            limit=request.limit,
-            options={**check_options_for_plan(plan), **request.check_options},
+        run_info = run_record(r.backend, prep, r.limit, own, base)
+        report = conclude(
+            Conclusion(
+                model=prep.model, base=prep.base, claims=r.claims, plan=prep.plan,
+                measurements=own.measurements, base_measurements=base.measurements if base else None,
+                backend=r.backend, limit=r.limit, datasets_dir=datasets_dir, claimed_base=r.base,
+                candidates=[CandidateSource(c) for c in r.candidates],
+                endpoint_url=r.endpoint, endpoint_model=r.endpoint_model, run_info=run_info,
+                check_options=r.check_options, enabled_checks=r.enabled_checks,
+            ),
+            cache=cache, live_backend=own.backend, checks=checks, token=r.token,
         )
-        sections, check_flags, check_log = run_checks(context, checks)
-    run_info["checks"] = check_log
-    if base_error:
-        run_info["base_error"] = base_error
-    timings["total_s"] = round(time.monotonic() - started, 3)
-    run_info["timings"] = timings
-    return build_report(
-        source=request.source,
-        revision=model_intake.sha,
-        claimed_base=base_source,
-        intake=model_intake.hygiene(),
-        benchmarks=benchmarks,
-        base=base_section(base_measured),
-        sections=sections,
-        flags=flags + check_flags,
-        run=run_info,
-    )
+    report["run"]["timings"] = {"intake_s": intake_s, "total_s": round(time.monotonic() - started, 3)}
+    return report
 
 
-def check_options_for_plan(plan: Sequence[PlannedBenchmark]) -> dict[str, Any]:
-    """What the checks need to know about the plan: the seed gsm_fresh was generated with."""
-    from verification.benchmarks import gsm_fresh
-
-    seeds = [p.seed for p in plan if p.slug == gsm_fresh.SLUG and p.seed is not None]
-    return {"gsm_fresh_seed": seeds[0]} if seeds else {}
-
-
-def _backend_for(
-    kind: str,
-    path: Path,
-    result: intake_mod.IntakeResult,
-    warm_backends: Mapping[str, Any] | None,
-    stack: ExitStack,
-) -> Any:
-    """A warm engine for this exact sha when the caller has one (left open), else a new one
-    closed with `stack`."""
-    warm = (warm_backends or {}).get(result.sha or "")
-    if warm is not None:
-        return warm
-    backend = open_backend(kind, path, sha=result.sha, repo_id=result.repo_id)
-    stack.callback(backend.close)
-    return backend
+def run_record(
+    backend: str, prep: Preparation, limit: int | None, own: MeasureOutcome, base: MeasureOutcome | None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The report's `run` section: how the measurement was made, the same for CLI and workers."""
+    record: dict[str, Any] = {
+        "code_version": code_version(),
+        "backend": backend,
+        "plan": [p.as_dict() for p in prep.plan],
+        "limit": limit,
+        "python": platform.python_version(),
+        **own.run_info,
+        **extra,
+    }
+    if base is not None:
+        record["base_timings_s"] = base.run_info.get("timings_s", {})
+    if prep.base_error:
+        record["base_error"] = prep.base_error
+    return record
 
 
-def _base_intake(
-    base_source: str | None, max_bytes: int | None
-) -> tuple[intake_mod.IntakeResult | None, str | None]:
-    """The claimed base goes through the same guards; a refused base is reported, not fatal."""
-    if not base_source:
-        return None, None
-    try:
-        return intake_mod.inspect_source(base_source, None, max_bytes), None
-    except intake_mod.IntakeRefused as refused:
-        return None, f"claimed base {base_source} not measured: {refused.reason}"
+@functools.lru_cache(maxsize=1)
+def code_info() -> dict[str, Any]:
+    """The git commit of this checkout (and whether it had local changes) and the package version."""
+    import subprocess
+    from importlib import metadata
 
+    from verification.config import REPO_ROOT
 
-def _candidate_refs(candidates: Sequence[str], cache: ModelCache | None, stack: ExitStack) -> list[ModelRef]:
-    refs: list[ModelRef] = []
-    for candidate in candidates:
+    def git(*argv: str) -> str | None:
         try:
-            result = intake_mod.inspect_source(candidate, None, None)
-        except intake_mod.IntakeRefused as refused:
-            refs.append(ModelRef(candidate, None, None, None))
-            log.warning("candidate %s unavailable: %s", candidate, refused.reason)
-            continue
-        refs.append(_ref(result, stack.enter_context(model_files(result, cache))))
-    return refs
+            done = subprocess.run(["git", "-C", str(REPO_ROOT), *argv], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
 
-
-def _ref(result: intake_mod.IntakeResult, path: Path | None) -> ModelRef:
-    return ModelRef(result.source, result.repo_id, result.sha, path)
-
-
-def describe_backend(backend: Any) -> dict[str, Any]:
     try:
-        return dict(backend.describe())
-    except Exception as exc:  # describing must never fail a run
-        return {"backend": getattr(backend, "name", "?"), "describe_error": str(exc)}
+        package = metadata.version("verity")
+    except metadata.PackageNotFoundError:
+        package = None
+    sha = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if sha else None
+    return {"git_sha": sha, "git_dirty": bool(status) if sha else None, "package_version": package}
 
 
-def _default_datasets_dir() -> Path:
-    from verification.datasets import datasets_dir_from_env
+def code_version() -> str:
+    """One short label of `code_info` for run rows and reports."""
+    info = code_info()
+    if info["git_sha"]:
+        return f"verity@{info['git_sha'][:12]}{'+dirty' if info['git_dirty'] else ''}"
+    return f"verity=={info['package_version'] or 'unknown'}"
 
-    return datasets_dir_from_env()
+
+def _required_datasets_dir() -> Path:
+    from verification.config import default_datasets_dir
+
+    found = default_datasets_dir()
+    if found is None:
+        raise ValueError("no benchmark data directory: set DATASETS_DIR")
+    return found

@@ -54,11 +54,11 @@ def is_private(slug: str) -> bool:
     return isinstance(slug, str) and slug.startswith(PRIVATE_PREFIX)
 
 
-def private_dir(explicit: str | Path | None = None) -> Path:
-    value = explicit or os.environ.get("PRIVATE_BENCHMARKS_DIR")
-    if not value:
-        raise PrivateSetError("PRIVATE_BENCHMARKS_DIR is not set")
-    return Path(value)
+def private_dir(directory: str | Path | None) -> Path:
+    """The private store the caller was configured with (PRIVATE_BENCHMARKS_DIR)."""
+    if not directory:
+        raise PrivateSetError("no private benchmark store configured (PRIVATE_BENCHMARKS_DIR)")
+    return Path(directory)
 
 
 def check_slug(slug: str) -> str:

@@ -8,7 +8,19 @@ Stable interface (other tools read it):
  "base": {slug: {"measured", "ci_low", "ci_high", "n"}} or null,
  "provenance": {...}, "contamination": {...}, "endpoint": {...} or null,
  "flags": [{"kind", "severity", "benchmark", "summary", "evidence"}],
- "run": {versions, sampling params, dataset hashes, timings}}
+ "missing_checks": [{"check", "status", "reason"}],
+ "run": {versions, sampling params, dataset hashes, timings, "checks": [check log]}}
+
+A benchmark entry may also carry "claimed_setup", "verdict_reason", "setup_note" and the claim
+bands "consistent_low", "consistent_high", "inconsistent_above" (verification.compare).
+
+Status (`status_for`): "flagged" when a warning or critical flag stands; else "incomplete" when
+anything that applies to the submission did not run to its end (`missing_checks`: a check that
+was disabled by the operator, not installed, crashed, or reported a status other than "ok" —
+an endpoint unreachable or with more than 1% failed requests, a base that could not be
+examined —, a part of a check it lists under "missing", or a claim whose setup was not run);
+else "verified". A check that was disabled counts as missing: the badge means the same on
+every deployment, and an operator's choice is not a property of the model.
 """
 
 from __future__ import annotations
@@ -18,8 +30,18 @@ import math
 from pathlib import Path
 from typing import Any
 
-from verification.compare import FLAG_KINDS, INVALID, SEVERITIES
-from verification.stats import VERDICTS
+from verification.vocabulary import (
+    CHECK_OK,
+    FLAG_KINDS,
+    FLAGGED,
+    FLAGGING_SEVERITIES,
+    INCOMPLETE,
+    NOT_COMPARABLE,
+    REPORT_SECTIONS,
+    SEVERITIES,
+    VERDICTS,
+    VERIFIED,
+)
 
 SCHEMA = "verity.report/1"
 TOP_KEYS = (
@@ -28,10 +50,10 @@ TOP_KEYS = (
     "intake",
     "benchmarks",
     "base",
-    "provenance",
-    "contamination",
-    "endpoint",
+    *REPORT_SECTIONS,
+    "safety",
     "flags",
+    "missing_checks",
     "run",
 )
 BENCHMARK_KEYS = ("measured", "ci_low", "ci_high", "n", "n_errors", "claimed", "z", "verdict", "setup")
@@ -59,20 +81,82 @@ def build_report(
         "intake": intake,
         "benchmarks": benchmarks,
         "base": base,
-        "provenance": sections.get("provenance") or {},
-        "contamination": sections.get("contamination") or {},
-        "endpoint": sections.get("endpoint"),
+        **_check_sections(sections),
+        "safety": sections.get("safety"),
         "flags": sorted(flags, key=_flag_order),
+        "missing_checks": [],
         "run": run,
     }
+    report["missing_checks"] = missing_checks(report)
     report = to_json_safe(report)  # -inf log-likelihoods or NaN metrics must not break strict JSON
     validate_report(report)
     return report
 
 
+def _check_sections(sections: dict[str, Any]) -> dict[str, Any]:
+    """The later checks' sections; the endpoint one stays null when that check did not apply."""
+    return {
+        name: sections.get(name) if name == "endpoint" else sections.get(name) or {}
+        for name in REPORT_SECTIONS
+    }
+
+
 def status_for(report: dict[str, Any]) -> str:
-    """verified (no warning or critical flag) / flagged."""
-    return "flagged" if any(f["severity"] in ("warning", "critical") for f in report["flags"]) else "verified"
+    """flagged (a warning or critical flag) / incomplete (no such flag, but something that
+    applies did not run: `missing_checks`) / verified."""
+    if any(f["severity"] in FLAGGING_SEVERITIES for f in report["flags"]):
+        return FLAGGED
+    return INCOMPLETE if missing_checks(report) else VERIFIED
+
+
+def missing_checks(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """What applies to this submission but did not run to its end, each as {check, status,
+    reason} (the warning a page shows); [] when everything ran. Read from the check log the
+    pipeline writes in run.checks (verification.checks.run_checks: each entry says whether its
+    check applies) and from the sections; a report with no check log ran no check at all."""
+    log = (report.get("run") or {}).get("checks")
+    if log is None:
+        return [{"check": "checks", "status": "not_run", "reason": "the report records no check"}]
+    missing: list[dict[str, Any]] = []
+    for entry in log:
+        if not entry.get("applies", True):
+            continue
+        name = entry.get("section") or entry.get("check") or "?"
+        section = report.get(name) if name in REPORT_SECTIONS else {}
+        status, reason = _check_outcome(entry, section)
+        if status != CHECK_OK:
+            missing.append({"check": name, "status": status, "reason": reason})
+            continue
+        missing.extend(
+            {"check": name, "status": "partial", "reason": str(part)} for part in (section or {}).get("missing") or []
+        )
+    return missing + _unjudged_claims(report) + _benchmarks_not_run(report)
+
+
+def _benchmarks_not_run(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Planned benchmarks that could not be run (HumanEval where no sandbox can be made)."""
+    not_run = (report.get("run") or {}).get("not_run") or {}
+    return [{"check": slug, "status": "not_run", "reason": str(why)} for slug, why in sorted(not_run.items())]
+
+
+def _check_outcome(entry: dict[str, Any], section: Any) -> tuple[str, str | None]:
+    """(status, reason) of one applicable check: the log's when the check did not return, else
+    its section's own status (a section without one ran)."""
+    if entry.get("status") != CHECK_OK:
+        return str(entry.get("status") or "error"), entry.get("reason") or entry.get("error")
+    if not isinstance(section, dict):
+        return "not_run", "the check applies but returned no section"
+    return str(section.get("status") or CHECK_OK), section.get("reason") or section.get("error")
+
+
+def _unjudged_claims(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Claims made under a setup that was not run: shown, not judged, so not verified either."""
+    return [
+        {"check": "claims", "status": NOT_COMPARABLE,
+         "reason": f"{slug}: {entry.get('verdict_reason') or 'the claimed setup was not run'}"}
+        for slug, entry in sorted((report.get("benchmarks") or {}).items())
+        if entry.get("verdict") == NOT_COMPARABLE
+    ]
 
 
 def validate_report(report: dict[str, Any]) -> None:
@@ -86,7 +170,7 @@ def validate_report(report: dict[str, Any]) -> None:
         absent = [key for key in BENCHMARK_KEYS if key not in entry]
         if absent:
             raise ReportError(f"benchmarks.{slug} misses {', '.join(absent)}")
-        if entry["verdict"] not in (*VERDICTS, INVALID):
+        if entry["verdict"] not in VERDICTS:
             raise ReportError(f"benchmarks.{slug}.verdict {entry['verdict']!r} is not a verdict")
         if not (0 <= entry["ci_low"] <= entry["measured"] <= entry["ci_high"] <= 100):
             raise ReportError(f"benchmarks.{slug}: interval does not bracket the measurement")
@@ -97,6 +181,9 @@ def validate_report(report: dict[str, Any]) -> None:
             or not flag.get("summary")
         ):
             raise ReportError(f"malformed flag {flag!r}")
+    for item in report["missing_checks"]:
+        if not isinstance(item, dict) or not item.get("check") or not item.get("status"):
+            raise ReportError(f"malformed missing_checks entry {item!r}")
     json.dumps(report, allow_nan=False, default=str)  # must be strict JSON
 
 
@@ -109,20 +196,25 @@ def write_report(report: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
-def to_json_safe(value: Any) -> Any:
-    """Replace NaN/inf (not JSON) and Paths/sets by JSON-safe values."""
+def to_json_safe(value: Any, max_str_chars: int | None = None) -> Any:
+    """Replace NaN/inf (not JSON) by None and Paths/sets by JSON values, recursively. With
+    `max_str_chars`, longer strings are cut there (and end in "…"): for text that came from
+    outside and is stored and shown."""
     if isinstance(value, dict):
-        return {str(k): to_json_safe(v) for k, v in value.items()}
+        return {str(k): to_json_safe(v, max_str_chars) for k, v in value.items()}
     if isinstance(value, (list, tuple, set)):
-        return [to_json_safe(v) for v in value]
+        return [to_json_safe(v, max_str_chars) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, Path):
         return str(value)
+    if max_str_chars is not None and isinstance(value, str) and len(value) > max_str_chars:
+        return value[:max_str_chars] + "…"
     return value
 
 
-_SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+# Most serious first.
+_SEVERITY_ORDER = {severity: rank for rank, severity in enumerate(reversed(SEVERITIES))}
 
 
 def _flag_order(flag: dict[str, Any]) -> tuple:

@@ -34,7 +34,7 @@ from verification.benchmarks.base import (
     UnsupportedSetup,
     coerce_subsample,
 )
-from verification.datasets import datasets_dir_from_env
+from verification.datasets import datasets_dir_or_default
 from verification.records import (
     ChoiceRequest,
     Generation,
@@ -277,67 +277,134 @@ def run_benchmark(
     `call_timeout_s`: optional watchdog on each backend call; a call that runs longer makes the
     chunk's items errors (the call is abandoned, not killed: backends keep their own timeouts)."""
     started = time.monotonic()
+    setup = _checked_setup(spec, setup)
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be >= 1")
+    data_dir = datasets_dir_or_default(datasets_dir)
+    loaded = spec.load(data_dir, limit=limit, subsample=subsample)
+    context = spec.prepare(data_dir, setup)
+    load_s = time.monotonic() - started
+
+    known_indices = {item.index for item in loaded.items}
+    previous = {i: r for i, r in dict(done or {}).items() if i in known_indices}
+    todo = [item for item in loaded.items if item.index not in previous]
+    if progress:
+        progress(len(previous), len(loaded.items))
+    scored = _ChunkScorer(spec, backend, setup, context, call_timeout_s)
+    scored.run(todo, chunk_size, on_records, progress, len(previous), len(loaded.items))
+
+    samples, scores_in_order = _in_item_order(loaded.items, previous, scored)
+    outcome = _aggregate(spec, setup, loaded.items, samples, scores_in_order)
+    _describe_run(outcome, spec, setup, backend, loaded, limit, subsample)
+    total_s = time.monotonic() - started
+    outcome.timings = {
+        "load_s": load_s, "backend_s": scored.backend_s, "scoring_s": scored.scoring_s, "total_s": total_s,
+        "items_scored_now": float(len(todo)),
+        "items_per_s": len(todo) / total_s if total_s > 0 else 0.0,
+    }
+    return outcome
+
+
+def _checked_setup(spec: BenchmarkSpec, setup: Setup | dict[str, Any] | None) -> Setup:
+    """The setup to run (the spec's default when none is given); refuses one the spec cannot run."""
     if isinstance(setup, dict):
         setup = Setup.from_dict(setup)
     setup = setup or spec.default_setup
     reason = spec.unsupported_reason(setup)
     if reason is not None:
         raise UnsupportedSetup(f"{spec.slug}: {reason}")
-    if chunk_size < 1:
-        raise ValueError("chunk_size must be >= 1")
-    data_dir = datasets_dir_from_env(datasets_dir)
-    loaded = spec.load(data_dir, limit=limit, subsample=subsample)
-    context = spec.prepare(data_dir, setup)
-    load_s = time.monotonic() - started
+    return setup
 
-    done = dict(done or {})
-    known_indices = {item.index for item in loaded.items}
-    previous = {i: r for i, r in done.items() if i in known_indices}
-    todo = [item for item in loaded.items if item.index not in previous]
-    total = len(loaded.items)
-    finished = len(previous)
-    if progress:
-        progress(finished, total)
 
-    new_records: dict[int, SampleRecord] = {}
-    new_scores: dict[int, ItemScore | None] = {}
-    backend_s = scoring_s = 0.0
-    for start in range(0, len(todo), chunk_size):
-        chunk = todo[start : start + chunk_size]
-        per_item_requests = [spec.build_requests(item, setup, context) for item in chunk]
+class _ChunkScorer:
+    """Sends the items still to do to the backend chunk by chunk and scores each chunk, keeping
+    the new records and scores by item index and the time spent in the backend and in scoring."""
+
+    def __init__(
+        self, spec: BenchmarkSpec, backend: Backend, setup: Setup, context: Any, call_timeout_s: float | None
+    ):
+        self.spec, self.backend, self.setup, self.context = spec, backend, setup, context
+        self.call_timeout_s = call_timeout_s
+        self.records: dict[int, SampleRecord] = {}
+        self.scores: dict[int, ItemScore | None] = {}
+        self.backend_s = 0.0
+        self.scoring_s = 0.0
+
+    def run(
+        self,
+        todo: list[Item],
+        chunk_size: int,
+        on_records: Callable[[list[SampleRecord]], None] | None,
+        progress: Callable[[int, int], None] | None,
+        finished: int,
+        total: int,
+    ) -> None:
+        for start in range(0, len(todo), chunk_size):
+            chunk = todo[start : start + chunk_size]
+            records = self.score_chunk(chunk)
+            if on_records:
+                on_records(records)
+            finished += len(chunk)
+            if progress:
+                progress(finished, total)
+
+    def score_chunk(self, chunk: list[Item]) -> list[SampleRecord]:
+        spec = self.spec
+        per_item_requests = [spec.build_requests(item, self.setup, self.context) for item in chunk]
         flat = [req for reqs in per_item_requests for req in reqs]
         t0 = time.monotonic()
-        responses, chunk_error = _call_backend(backend, spec.request_kind, flat, call_timeout_s)
-        backend_s += time.monotonic() - t0
-        per_item_responses = None
-        if responses is not None:
-            per_item_responses, pos = [], 0
-            for reqs in per_item_requests:
-                per_item_responses.append(responses[pos : pos + len(reqs)])
-                pos += len(reqs)
+        responses, chunk_error = _call_backend(self.backend, spec.request_kind, flat, self.call_timeout_s)
+        self.backend_s += time.monotonic() - t0
+        per_item_responses = _split_responses(responses, per_item_requests)
         t0 = time.monotonic()
         records, scores = _score_chunk(spec, chunk, per_item_requests, per_item_responses, chunk_error)
-        scoring_s += time.monotonic() - t0
+        self.scoring_s += time.monotonic() - t0
         for item, record, score in zip(chunk, records, scores):
-            new_records[item.index] = record
-            new_scores[item.index] = score
-        if on_records:
-            on_records(records)
-        finished += len(chunk)
-        if progress:
-            progress(finished, total)
+            self.records[item.index] = record
+            self.scores[item.index] = score
+        return records
 
+
+def _split_responses(
+    responses: list[Response] | None, per_item_requests: list[list[Request]]
+) -> list[list[Response]] | None:
+    """The flat list of one backend call cut back into each item's responses."""
+    if responses is None:
+        return None
+    per_item: list[list[Response]] = []
+    pos = 0
+    for reqs in per_item_requests:
+        per_item.append(responses[pos : pos + len(reqs)])
+        pos += len(reqs)
+    return per_item
+
+
+def _in_item_order(
+    items: list[Item], previous: Mapping[int, SampleRecord], scored: _ChunkScorer
+) -> tuple[list[SampleRecord], list[ItemScore | None]]:
+    """Records and scores of every item in dataset order, earlier attempts' and this one's merged."""
     samples: list[SampleRecord] = []
     scores_in_order: list[ItemScore | None] = []
-    for item in loaded.items:
+    for item in items:
         if item.index in previous:
             samples.append(previous[item.index])
             scores_in_order.append(_item_score_from_record(previous[item.index]))
         else:
-            samples.append(new_records[item.index])
-            scores_in_order.append(new_scores[item.index])
+            samples.append(scored.records[item.index])
+            scores_in_order.append(scored.scores[item.index])
+    return samples, scores_in_order
 
-    outcome = _aggregate(spec, setup, loaded.items, samples, scores_in_order)
+
+def _describe_run(
+    outcome: BenchmarkOutcome,
+    spec: BenchmarkSpec,
+    setup: Setup,
+    backend: Backend,
+    loaded: Any,
+    limit: int | None,
+    subsample: Subsample | int | tuple[int, int] | None,
+) -> None:
+    """The run record on the outcome: dataset, sampling parameters, backend, limit, subsample."""
     outcome.dataset_hash = loaded.content_hash
     outcome.dataset_source = loaded.source
     params = spec.sampling_params(setup)
@@ -346,13 +413,6 @@ def run_benchmark(
     outcome.limit = limit
     sub = coerce_subsample(subsample)
     outcome.subsample = {"n": sub.n, "seed": sub.seed} if sub else None
-    total_s = time.monotonic() - started
-    outcome.timings = {
-        "load_s": load_s, "backend_s": backend_s, "scoring_s": scoring_s, "total_s": total_s,
-        "items_scored_now": float(len(todo)),
-        "items_per_s": len(todo) / total_s if total_s > 0 else 0.0,
-    }
-    return outcome
 
 
 def _aggregate(

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from verification.config import hub_cache_dir, hub_offline
+
 # Files a measurement needs: config, tokenizer, weights in safetensors, chat templates, model
 # card. Pickled weights (*.bin, *.pt) are deliberately absent: loading them runs arbitrary code.
 DEFAULT_ALLOW_PATTERNS: tuple[str, ...] = (
@@ -57,26 +59,6 @@ class ResolvedSource:
         data = asdict(self)
         data["path"] = str(self.path)
         return data
-
-
-def hub_offline() -> bool:
-    """Offline when HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set now, or was set when
-    huggingface_hub was imported (it reads the variable once)."""
-    from huggingface_hub import constants
-
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        if os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}:
-            return True
-    return bool(constants.HF_HUB_OFFLINE)
-
-
-def hub_cache_dir(cache_dir: str | Path | None = None) -> Path:
-    """HF_HUB_CACHE read at call time (tests set it after huggingface_hub may be imported)."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    from huggingface_hub import constants
-
-    return Path(os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE)
 
 
 def looks_like_local_path(source: str) -> bool:

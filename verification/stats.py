@@ -9,6 +9,9 @@
   (both sides are noisy; our choice, methods.md §1).
 - Verdict thresholds 2 and 3 at one benchmark, Bonferroni-corrected for k benchmarks: the
   thresholds are the two-sided normal quantiles for α/k where α is the tail mass beyond 2 (resp. 3).
+  k is a mechanism here; the family is fixed in one place, verification.compare.claims_family_size
+  (every claim on its own: k = 1).
+- The claim bands a page shows (`claim_bands`) come from the same thresholds as the verdict.
 - McNemar's test on paired per-item outcomes (exact binomial below 25 discordant pairs, else the
   continuity-corrected chi-square).
 
@@ -24,14 +27,9 @@ from typing import Any, Protocol
 
 from scipy import stats as _scipy_stats
 
-Z95 = 1.959963984540054
+from verification.vocabulary import CLAIMED_BELOW, CONSISTENT, DISCREPANT, INCONSISTENT, UNCLAIMED
 
-CONSISTENT = "consistent"
-DISCREPANT = "discrepant"
-INCONSISTENT = "inconsistent"
-UNCLAIMED = "unclaimed"
-CLAIMED_BELOW = "claimed_below"
-VERDICTS = (CONSISTENT, DISCREPANT, INCONSISTENT, UNCLAIMED, CLAIMED_BELOW)
+Z95 = 1.959963984540054
 
 # The verdict thresholds at k = 1 (methods.md §1) and the two-sided tail masses they stand for.
 BASE_CONSISTENT_Z = 2.0
@@ -105,14 +103,19 @@ def effective_se(p_hat: float, se: float, n: int) -> float:
     return wilson_se(p_hat * n, n)
 
 
+def difference_se(p_hat: float, se: float, n: int, *, claim_from_single_run: bool = True) -> float:
+    """SE_d, the SE of claimed − p̂: the measurement's (effective) SE, times sqrt(2) when the
+    claim is itself one noisy run of the same size."""
+    se_used = effective_se(p_hat, se, n)
+    return se_used * math.sqrt(2) if claim_from_single_run else se_used
+
+
 def claim_z(
     claimed: float, p_hat: float, se: float, n: int = 0, *, claim_from_single_run: bool = True
 ) -> float:
     """z = (claimed − p̂)/SE_d, fractions in [0, 1]; SE_d = sqrt(2)·SE when the claim is itself
     one noisy run. Returns ±inf only when no SE can be had at all (n = 0)."""
-    se_used = effective_se(p_hat, se, n)
-    if claim_from_single_run:
-        se_used *= math.sqrt(2)
+    se_used = difference_se(p_hat, se, n, claim_from_single_run=claim_from_single_run)
     diff = claimed - p_hat
     if se_used <= 0:
         return 0.0 if diff == 0 else math.copysign(math.inf, diff)
@@ -168,6 +171,30 @@ def verdict(
     if z > inconsistent_z and gap_pts >= MIN_INCONSISTENT_GAP_PTS:
         return INCONSISTENT, z
     return DISCREPANT, z
+
+
+@dataclass(frozen=True)
+class ClaimBands:
+    """The claims (fractions) each verdict covers for one measurement, from the same thresholds
+    as `verdict` (k_benchmarks = 1): what a page shows beside the measurement's 95% interval."""
+
+    consistent_low: float  # a claim in [consistent_low, consistent_high] is consistent
+    consistent_high: float
+    inconsistent_above: float  # a claim above this is inconsistent (flagged)
+
+
+def claim_bands(p_hat: float, se: float, n: int, k_benchmarks: int = 1) -> ClaimBands:
+    """The consistent band p̂ ± t_c·SE_d and the inconsistent line max(p̂ + t_i·SE_d, p̂ + 2 points),
+    clipped to [0, 1] (the line may lie above 1: no claim can be inconsistent then)."""
+    if n <= 0:
+        raise ValueError("no items were measured: there is no band of consistent claims")
+    se_d = difference_se(p_hat, se, n)
+    consistent_z, inconsistent_z = bonferroni_thresholds(k_benchmarks)
+    return ClaimBands(
+        consistent_low=max(0.0, p_hat - consistent_z * se_d),
+        consistent_high=min(1.0, p_hat + consistent_z * se_d),
+        inconsistent_above=max(p_hat + inconsistent_z * se_d, p_hat + MIN_INCONSISTENT_GAP_PTS / 100.0),
+    )
 
 
 def two_proportion_se(p1: float, n1: int, p2: float, n2: int) -> float:

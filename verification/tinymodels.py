@@ -1,4 +1,4 @@
-"""Tiny but real causal language models, for tests, the quickstart demo and benchmarks.
+"""Tiny but real causal language models, for tests, the quickstart demo and performance scripts.
 
 They are ordinary transformers Llama models (head_dim 32, the smallest head size the vLLM CPU
 attention supports) with a byte-level BPE tokenizer trained on benchmark-style text, saved as
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -211,34 +210,6 @@ def corpus_texts(datasets_dir: Path | str, limit: int | None = 2000) -> list[str
             if limit is not None and len(texts) >= limit:
                 break
     return texts
-
-
-def shuffled(texts: Sequence[str], seed: int) -> list[str]:
-    items = list(texts)
-    random.Random(seed).shuffle(items)
-    return items
-
-
-def build_and_install(
-    cache_dir: Path | str,
-    repo_id: str,
-    tokenizer,
-    texts: Sequence[str],
-    *,
-    seed: int,
-    steps: int,
-    work_dir: Path | str,
-    spec: TinySpec = TinySpec(),
-    extra_files: dict[str, str] | None = None,
-) -> TinyModel:
-    """One call for the common case: init with `seed`, train `steps`, save, install."""
-    model = new_model(tokenizer, seed=seed, spec=spec)
-    if steps:
-        train(model, tokenizer, texts, steps=steps, seed=seed)
-    out = save(model, tokenizer, Path(work_dir) / repo_id.replace("/", "--"), extra_files=extra_files)
-    sha = install_in_hf_cache(out, cache_dir, repo_id)
-    org, name = repo_id.split("/", 1)
-    return TinyModel(repo_id, sha, Path(cache_dir) / f"models--{org}--{name}" / "snapshots" / sha)
 
 
 def spec_fingerprint(spec: TinySpec = TinySpec()) -> str:

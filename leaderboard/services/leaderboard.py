@@ -7,11 +7,15 @@ publishes a run and by triage when a flag is decided, never per request.
 
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
+from django.db.models import Q
 
 from leaderboard.models import (
     BenchmarkResult,
@@ -20,19 +24,9 @@ from leaderboard.models import (
     KnownBase,
     LeaderboardEntry,
     ModelSubmission,
+    SafetyStatus,
 )
-
-# The standard set the leaderboard averages over, in column order. A deployment can replace it
-# with settings.LEADERBOARD_BENCHMARKS; benchmarks outside it still show on the model page.
-DEFAULT_LEADERBOARD_BENCHMARKS: tuple[str, ...] = (
-    "gsm8k",
-    "mmlu",
-    "arc_challenge",
-    "truthfulqa_mc1",
-    "math500",
-    "humaneval",
-    "ifeval",
-)
+from verification.vocabulary import FLAGGING_SEVERITIES
 
 # Parameter-count classes (upper bounds, exclusive) used by the size filter.
 SIZE_CLASSES: tuple[tuple[str, int | None], ...] = (
@@ -44,8 +38,6 @@ SIZE_CLASSES: tuple[tuple[str, int | None], ...] = (
     ("40B+", None),
 )
 
-# Flags of these severities decide the badge; "info" flags are shown but never mark a model.
-BADGE_SEVERITIES = (Flag.Severity.WARNING, Flag.Severity.CRITICAL)
 # An open flag is "under review": the public already sees the model as flagged, with that state.
 BADGE_FLAG_STATES = (Flag.Status.OPEN, Flag.Status.CONFIRMED)
 PUBLISHED_STATUSES = (ModelSubmission.Status.VERIFIED, ModelSubmission.Status.FLAGGED)
@@ -59,17 +51,11 @@ _GENERATION_KEY = "leaderboard:generation"
 
 
 def board_cache_key(kind: str, query_string: str) -> str:
-    import hashlib
-
-    from django.core.cache import cache
-
     generation = cache.get_or_set(_GENERATION_KEY, 0, None)
     return f"leaderboard:{kind}:{generation}:{hashlib.sha1(query_string.encode()).hexdigest()}"
 
 
 def bump_board_generation() -> None:
-    from django.core.cache import cache
-
     try:
         cache.incr(_GENERATION_KEY)
     except ValueError:  # not set yet (or evicted)
@@ -77,7 +63,9 @@ def bump_board_generation() -> None:
 
 
 def leaderboard_benchmarks() -> tuple[str, ...]:
-    return tuple(getattr(settings, "LEADERBOARD_BENCHMARKS", DEFAULT_LEADERBOARD_BENCHMARKS))
+    """The standard set the board averages over, in column order (settings.LEADERBOARD_BENCHMARKS;
+    benchmarks outside it still show on the model page)."""
+    return tuple(settings.LEADERBOARD_BENCHMARKS)
 
 
 def size_class_for(n_params: int | None) -> str:
@@ -122,7 +110,9 @@ def headline_results(run: EvaluationRun) -> dict[str, BenchmarkResult]:
 
 
 def badge_for(submission: ModelSubmission) -> str:
-    if submission.flags.filter(severity__in=BADGE_SEVERITIES, status__in=BADGE_FLAG_STATES).exists():
+    """The row's badge: "flagged" while a warning or critical flag stands ("info" flags are shown
+    but never mark a model), else "verified" once published, else "pending"."""
+    if submission.flags.filter(severity__in=FLAGGING_SEVERITIES, status__in=BADGE_FLAG_STATES).exists():
         return "flagged"
     if submission.status in PUBLISHED_STATUSES:
         return "verified"
@@ -151,6 +141,51 @@ def entry_values(claims: dict[str, float], results: dict[str, BenchmarkResult]) 
     return EntryValues(scores, claimed, verdicts, average, max_delta)
 
 
+# XSTest's two refusal rates, as the report's `safety` section and the entry name them.
+SAFETY_RATES = ("refusal_unsafe", "refusal_safe")
+RATE_KEYS = ("rate", "ci_low", "ci_high", "n")
+
+
+@dataclass(frozen=True)
+class SafetyValues:
+    status: str
+    rates: dict[str, dict[str, Any]] = field(default_factory=dict)  # {name: {rate, ci_low, ci_high, n}}
+
+    def rate(self, name: str) -> float | None:
+        return self.rates[name]["rate"] if name in self.rates else None
+
+
+def safety_values(report: dict[str, Any] | None) -> SafetyValues:
+    """The row's safety columns from the report's `safety` section: its status and, when the
+    check ran validly, both refusal rates with their intervals. No section: not run. A valid run
+    that lacks one of the rates (a limit too small to reach the unsafe prompts) checked nothing
+    about refusing unsafe requests, so it does not count as a valid result."""
+    section = (report or {}).get("safety") or {}
+    status = section.get("status") if section.get("status") in SafetyStatus.values else SafetyStatus.NOT_RUN
+    if status != SafetyStatus.OK:
+        return SafetyValues(status)
+    rates = {name: {key: section[name].get(key) for key in RATE_KEYS} for name in SAFETY_RATES
+             if isinstance(section.get(name), dict) and isinstance(section[name].get("rate"), (int, float))}
+    if len(rates) < len(SAFETY_RATES):
+        return SafetyValues(SafetyStatus.INVALID)
+    return SafetyValues(SafetyStatus.OK, rates)
+
+
+def listing_filter() -> Q:
+    """Which rows the public board lists (page, API, exports, plots): every row, or with
+    VERITY_REQUIRE_SAFETY only those with a valid safety result."""
+    return Q(safety_status=SafetyStatus.OK) if settings.REQUIRE_SAFETY else Q()
+
+
+def unlisted_reason(entry: LeaderboardEntry | None) -> str:
+    """Why a model that has a row is kept off the public board ("" when it is listed)."""
+    if entry is None or not settings.REQUIRE_SAFETY or entry.safety_status == SafetyStatus.OK:
+        return ""
+    why = {SafetyStatus.NOT_RUN: "was not measured", SafetyStatus.INVALID: "gave no valid result"}
+    return (f"Not on the public leaderboard: the maintainers require the safety check (XSTest) before a "
+            f"model is listed, and for this revision it {why.get(entry.safety_status, 'gave no valid result')}.")
+
+
 def n_params_of(submission: ModelSubmission) -> int | None:
     for source in (submission.intake or {}, (submission.report or {}).get("intake") or {}):
         for key in ("n_params", "num_parameters", "parameters"):
@@ -173,12 +208,14 @@ def do_refresh_leaderboard_entry(submission: ModelSubmission) -> LeaderboardEntr
     """Rebuild (or remove) the leaderboard row of one submission from its latest finished run.
 
     Returns the entry, or None when the submission has nothing measured to show (no finished
-    run, or it was rejected)."""
+    run, or it was rejected) or is a community verification: those are shown apart on the model
+    page and never make (or replace) the repository's row, whose claims are its owner's."""
     submission = ModelSubmission.objects.select_for_update().get(pk=submission.pk)
     transaction.on_commit(bump_board_generation)
     run = latest_finished_run(submission)
     results = headline_results(run) if run else {}
-    if not results or submission.status == ModelSubmission.Status.REJECTED:
+    if (not results or submission.status == ModelSubmission.Status.REJECTED
+            or submission.kind != ModelSubmission.Kind.AUTHOR):
         LeaderboardEntry.objects.filter(submission=submission).delete()
         return None
     if _newer_entry_exists(submission):
@@ -186,6 +223,7 @@ def do_refresh_leaderboard_entry(submission: ModelSubmission) -> LeaderboardEntr
         LeaderboardEntry.objects.filter(submission=submission).delete()
         return None
     values = entry_values({c.benchmark: c.score for c in submission.claims.all()}, results)
+    safety = safety_values(submission.report)
     n_params = n_params_of(submission)
     entry, _ = LeaderboardEntry.objects.update_or_create(
         submission=submission,
@@ -202,15 +240,20 @@ def do_refresh_leaderboard_entry(submission: ModelSubmission) -> LeaderboardEntr
             "size_class": size_class_for(n_params),
             "base_family": base_family_for(submission.claimed_base),
             "license": license_of(submission),
+            "safety_status": safety.status,
+            "refusal_unsafe": safety.rate("refusal_unsafe"),
+            "refusal_safe": safety.rate("refusal_safe"),
+            "safety": safety.rates,
         },
     )
     LeaderboardEntry.objects.filter(repo_id=submission.repo_id).exclude(submission=submission).filter(
-        submission__created_at__lt=submission.created_at
+        submission__created_at__lt=submission.created_at, submission__kind=ModelSubmission.Kind.AUTHOR
     ).delete()
     return entry
 
 
 def _newer_entry_exists(submission: ModelSubmission) -> bool:
     return LeaderboardEntry.objects.filter(
-        repo_id=submission.repo_id, submission__created_at__gt=submission.created_at
+        repo_id=submission.repo_id, submission__created_at__gt=submission.created_at,
+        submission__kind=ModelSubmission.Kind.AUTHOR,
     ).exists()

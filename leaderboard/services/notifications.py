@@ -11,7 +11,7 @@ import logging
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 
 from leaderboard.models import Flag, FlagEvent
 
@@ -20,11 +20,7 @@ log = logging.getLogger(__name__)
 
 def flag_thread_url(flag: Flag) -> str:
     """Where the author reads the flag and replies (absolute when settings.SITE_URL is set)."""
-    try:
-        path = reverse("flag_reply", kwargs={"flag_id": flag.pk})
-    except NoReverseMatch:  # urls not loaded (a CLI without the web app)
-        path = f"/flags/{flag.pk}/reply"
-    return getattr(settings, "SITE_URL", "").rstrip("/") + path
+    return settings.SITE_URL.rstrip("/") + reverse("flag_reply", kwargs={"flag_id": flag.pk})
 
 
 def _author_address(flag: Flag) -> str:

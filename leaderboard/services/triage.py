@@ -1,4 +1,4 @@
-"""Maintainers' triage of flags (issue 6).
+"""Maintainers' triage of flags.
 
 A flag raised by the pipeline is a *question*, not a verdict: maintainers decide what it means
 before the public reads it as one. This module holds the rules (`check_*`, which raise) and the
@@ -18,8 +18,6 @@ path, raw SQL included.
 
 from __future__ import annotations
 
-import logging
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,9 +38,13 @@ from leaderboard.models import (
     ModelSubmission,
     SampleResult,
 )
-from leaderboard.services import notifications
+from leaderboard.services import notifications, ownership
+from leaderboard.services.flags import do_raise_flag
+from leaderboard.services.leaderboard import do_refresh_leaderboard_entry
+from verification.compare import Judgement, claims_family_size, judge_claim
+from workers.celery_app import send
+from workers.storage import measurement_from_row, measurements_of, run_plan
 
-log = logging.getLogger(__name__)
 
 MAINTAINERS_GROUP = "maintainers"
 TRIAGE_PERMISSION_CODENAME = "triage_flag"
@@ -72,13 +74,6 @@ ACTION_FOR_TARGET: dict[str, str] = {
 REASON_REQUIRED_FOR: frozenset[str] = frozenset({Status.DISMISSED})
 
 SEVERITY_RANK = {Flag.Severity.CRITICAL: 0, Flag.Severity.WARNING: 1, Flag.Severity.INFO: 2}
-# Verdicts of a claim that keep a score_mismatch flag raised (methods.md §1: only a claim above
-# the measurement is a red flag).
-MISMATCH_VERDICTS = frozenset({BenchmarkResult.Verdict.DISCREPANT, BenchmarkResult.Verdict.INCONSISTENT})
-SEVERITY_FOR_VERDICT = {
-    BenchmarkResult.Verdict.INCONSISTENT: Flag.Severity.CRITICAL,
-    BenchmarkResult.Verdict.DISCREPANT: Flag.Severity.WARNING,
-}
 
 
 class TriageError(Exception):
@@ -181,10 +176,17 @@ def is_flag_author(user: UserLike | None, flag: Flag) -> bool:
     )
 
 
+def is_repo_owner_of(user: UserLike | None, flag: Flag) -> bool:
+    """Someone who has shown control of the flagged repository: they may always answer its flags,
+    community verifications' included."""
+    return ownership.is_repo_owner(user, flag.submission.repo_id)
+
+
 def check_can_see_thread(user: UserLike | None, flag: Flag) -> None:
-    """The thread (events, replies) is for maintainers and the submission's author only."""
-    if not (is_maintainer(user) or is_flag_author(user, flag)):
-        raise PermissionDenied("Only the submission's author and maintainers can see this flag's thread.")
+    """The thread (events, replies) is for maintainers, the submission's author and the
+    repository's owner only."""
+    if not (is_maintainer(user) or is_flag_author(user, flag) or is_repo_owner_of(user, flag)):
+        raise PermissionDenied("Only the submission's author, the model's owner and maintainers can see this flag's thread.")
 
 
 check_can_reply = check_can_see_thread
@@ -401,46 +403,12 @@ def _event(flag: Flag, actor: UserLike | None, action: str, *, from_status: str,
 
 
 def _refresh_leaderboard(submission: ModelSubmission) -> None:
-    """The badge follows decided flags. The leaderboard service is the site engineer's; if it
-    is absent the decision still stands and the next pipeline publish rebuilds the row."""
-    try:
-        from leaderboard.services.leaderboard import do_refresh_leaderboard_entry
-    except ImportError:  # pragma: no cover - only before integration
-        log.warning("leaderboard.services.leaderboard is missing; leaderboard row not refreshed")
-        return
+    """The badge follows decided flags."""
     do_refresh_leaderboard_entry(submission)
 
 
 def _notify_on_commit(callback: Any, *args: Any) -> None:
     transaction.on_commit(lambda: callback(*args))
-
-
-def do_raise_flag(
-    submission: ModelSubmission,
-    *,
-    kind: str,
-    severity: str,
-    summary: str,
-    evidence: dict[str, Any] | None = None,
-    benchmark: str = "",
-    run: EvaluationRun | None = None,
-) -> Flag:
-    """Raise a flag with its first audit event, and e-mail the author once the transaction
-    commits. (The pipeline may also create Flag rows itself and call
-    notifications.do_notify_flag_raised(flag).)"""
-    if kind not in Flag.Kind.values:
-        raise TriageError(f"Unknown flag kind {kind!r}.")
-    if severity not in Flag.Severity.values:
-        raise TriageError(f"Unknown severity {severity!r}.")
-    summary = check_text(summary, required=True, max_chars=MAX_REASON_CHARS, what="summary")
-    with transaction.atomic():
-        flag = Flag.objects.create(
-            submission=submission, run=run, kind=kind, severity=severity, benchmark=benchmark,
-            summary=summary, evidence=evidence or {},
-        )
-        _event(flag, None, Action.RAISED, from_status="", to_status=flag.status, message=summary)
-        _notify_on_commit(notifications.do_notify_flag_raised, flag)
-    return flag
 
 
 def do_transition(flag: Flag | int, actor: UserLike, target: str, reason: str = "") -> Flag:
@@ -524,7 +492,7 @@ def do_reply(flag: Flag | int, actor: UserLike, message: str) -> FlagEvent:
     with transaction.atomic():
         locked = _locked_flag(flag)
         check_can_reply(actor, locked)
-        role = "author" if is_flag_author(actor, locked) else "maintainer"
+        role = "author" if is_flag_author(actor, locked) else "owner" if is_repo_owner_of(actor, locked) else "maintainer"
         event = _event(locked, actor, Action.REPLY, from_status=locked.status, to_status=locked.status,
                        message=message, data={"role": role})
         _notify_on_commit(notifications.do_notify_reply, locked, event)
@@ -542,10 +510,6 @@ def do_request_rerun(flag: Flag | int, actor: UserLike, reason: str = "") -> Fla
     the task is sent only after the commit, so the worker sees the QUEUED row."""
     check_can_triage(actor)
     reason = check_text(reason, required=False, max_chars=MAX_REASON_CHARS)
-    try:
-        from workers.tasks import verify_submission
-    except ImportError:
-        raise TriageError("Re-runs are unavailable: the pipeline task verify_submission is not installed.") from None
     with transaction.atomic():
         locked = _locked_flag(flag)
         submission = ModelSubmission.objects.select_for_update().get(pk=locked.submission_id)
@@ -564,34 +528,13 @@ def do_request_rerun(flag: Flag | int, actor: UserLike, reason: str = "") -> Fla
                   "submission_status_before": previous_status},
         )
         submission_id = submission.pk
-        transaction.on_commit(lambda: verify_submission.delay(submission_id))
+        transaction.on_commit(lambda: send("verity.verify_submission", submission_id))
     return locked
 
 
 # --------------------------------------------------------------------------------------------
 # Correcting a claim's recorded setup and re-comparing without re-running
 # --------------------------------------------------------------------------------------------
-
-
-def _setup_matches(claim_setup: dict[str, Any], result_setup: dict[str, Any]) -> bool:
-    """A result measured the claim's setup when it agrees on every setting the claim states."""
-    return all(key in result_setup and result_setup[key] == value for key, value in claim_setup.items())
-
-
-def _result_se(result: BenchmarkResult) -> float:
-    """SE of the stored measurement: from its per-item scores when stored (partial credit,
-    methods.md §1), else the binomial SE of the measured proportion."""
-    from verification.stats import standard_error
-
-    scores = list(
-        SampleResult.objects.filter(run_id=result.run_id, benchmark=result.benchmark, setup_key=result.setup_key)
-        .order_by("index")
-        .values_list("score", flat=True)
-    )
-    if len(scores) == result.n and scores:
-        return standard_error(scores)
-    p_hat = result.measured / 100.0
-    return math.sqrt(p_hat * (1 - p_hat) / result.n) if result.n else 0.0
 
 
 @dataclass(frozen=True)
@@ -614,90 +557,134 @@ def do_correct_claim_setup(
     """Correct the recorded setup of the claim behind a score_mismatch flag and re-compare it
     with what was already measured under that setup (no new run).
 
-    The verdict is recomputed with verification.stats.verdict from the stored BenchmarkResult;
-    the flag is resolved when the claim is now consistent (or below the measurement), and kept or
-    re-raised when it still exceeds it. Each change writes an event."""
-    from verification.stats import verdict as stats_verdict
-
+    The claim is judged again by the report's own rule (verification.compare.judge_claim) on
+    the stored measurement; the flag stays raised (or is reopened) only when the judge raises
+    score_mismatch again, and is resolved otherwise. Each change writes an event."""
     check_can_triage(actor)
     setup = check_claim_setup(shots, cot, chat_template)
     reason = check_text(reason, required=True, max_chars=MAX_REASON_CHARS)
     with transaction.atomic():
         locked = _locked_flag(flag)
-        if locked.kind != Flag.Kind.SCORE_MISMATCH or not locked.benchmark:
-            raise TriageError("Only a score_mismatch flag on one benchmark has a claim setup to correct.")
-        claim = Claim.objects.select_for_update().filter(
-            submission_id=locked.submission_id, benchmark=locked.benchmark
-        ).first()
-        if claim is None:
-            raise TriageError(f"The submission has no claim on {locked.benchmark}.")
-        old_setup = claim.setup()
-        claim.shots, claim.cot, claim.chat_template = setup["shots"], setup["cot"], setup["chat_template"]
-        claim.corrected_by = actor
-        claim.save(update_fields=["shots", "cot", "chat_template", "corrected_by"])
-        new_setup = claim.setup()
-
-        finished_runs = EvaluationRun.objects.filter(
-            submission_id=locked.submission_id, role=EvaluationRun.Role.SUBMISSION, status=EvaluationRun.Status.DONE
-        )
-        # The run that raised the flag, else the latest finished one.
-        run = finished_runs.filter(pk=locked.run_id).first() if locked.run_id else None
-        run = run or finished_runs.order_by("-finished_at", "-id").first()
-        if run is None:
-            raise TriageError("The submission has no finished run to compare against.")
-        results = list(BenchmarkResult.objects.select_for_update().filter(run=run, benchmark=locked.benchmark))
-        matching = [result for result in results if _setup_matches(new_setup, result.setup or {})]
-        if not matching:
-            raise TriageError(
-                f"Run {run.pk} measured {locked.benchmark} under no setup matching {new_setup or 'the claim'}; "
-                "request a re-run under the corrected setup instead."
-            )
-        result = max(matching, key=lambda item: item.n)
-        # Other results of this benchmark no longer stand for the claim: they were measured
-        # under the setup that was wrongly recorded.
-        for other in results:
-            if other.pk != result.pk and other.claimed is not None:
-                other.claimed, other.z, other.verdict = None, None, BenchmarkResult.Verdict.UNCLAIMED
-                other.save(update_fields=["claimed", "z", "verdict"])
-        k_benchmarks = max(1, Claim.objects.filter(submission_id=locked.submission_id).count())
-        new_verdict, z = stats_verdict(claim.score, (result.measured / 100.0, _result_se(result), result.n), k_benchmarks)
-        stored_z = z if z is not None and math.isfinite(z) else None
-        result.claimed, result.z, result.verdict = claim.score, stored_z, new_verdict
-        result.save(update_fields=["claimed", "z", "verdict"])
-
+        claim, old_setup = _correct_claim(locked, actor, setup)
+        run = _compared_run(locked)
+        result, others = _results_for_claim(run, claim)
+        judgement, k_claims = _rejudge(run, claim, result, others)
         comparison = {
             "benchmark": locked.benchmark, "run_id": run.pk, "result_id": result.pk,
-            "old_setup": old_setup, "new_setup": new_setup, "measured": result.measured,
+            "old_setup": old_setup, "new_setup": claim.setup(), "measured": result.measured,
             "ci_low": result.ci_low, "ci_high": result.ci_high, "n": result.n,
-            "claimed": claim.score, "z": stored_z, "verdict": new_verdict, "k_benchmarks": k_benchmarks,
+            "claimed": claim.score, "z": judgement.z, "verdict": judgement.verdict, "k_benchmarks": k_claims,
         }
         _event(locked, actor, Action.CLAIM_CORRECTED, from_status=locked.status, to_status=locked.status,
                message=reason, data=comparison)
+        _apply_judgement(locked, actor, run, judgement, claim.setup())
+    return Recomparison(result=result, verdict=judgement.verdict, z=judgement.z, flag=locked)
 
-        still_mismatch = new_verdict in MISMATCH_VERDICTS
-        outcome = f"re-compared under {new_setup or 'no stated setup'}: {new_verdict}" + (
-            f" (z = {stored_z:.2f})" if stored_z is not None else ""
+
+def _correct_claim(flag: Flag, actor: UserLike, setup: dict[str, Any]) -> tuple[Claim, dict[str, Any]]:
+    """Write the corrected setup on the claim behind `flag`; returns it and its old setup."""
+    if flag.kind != Flag.Kind.SCORE_MISMATCH or not flag.benchmark:
+        raise TriageError("Only a score_mismatch flag on one benchmark has a claim setup to correct.")
+    claim = Claim.objects.select_for_update().filter(
+        submission_id=flag.submission_id, benchmark=flag.benchmark
+    ).first()
+    if claim is None:
+        raise TriageError(f"The submission has no claim on {flag.benchmark}.")
+    old_setup = claim.setup()
+    claim.shots, claim.cot, claim.chat_template = setup["shots"], setup["cot"], setup["chat_template"]
+    claim.corrected_by = actor
+    claim.save(update_fields=["shots", "cot", "chat_template", "corrected_by"])
+    return claim, old_setup
+
+
+def _compared_run(flag: Flag) -> EvaluationRun:
+    """The run that raised the flag, else the submission's latest finished one."""
+    finished_runs = EvaluationRun.objects.filter(
+        submission_id=flag.submission_id, role=EvaluationRun.Role.SUBMISSION, status=EvaluationRun.Status.DONE
+    )
+    run = finished_runs.filter(pk=flag.run_id).first() if flag.run_id else None
+    run = run or finished_runs.order_by("-finished_at", "-id").first()
+    if run is None:
+        raise TriageError("The submission has no finished run to compare against.")
+    return run
+
+
+def _setup_matches(claim_setup: dict[str, Any], result_setup: dict[str, Any]) -> bool:
+    """A result measured the claim's setup when it agrees on every setting the claim states."""
+    return all(key in result_setup and result_setup[key] == value for key, value in claim_setup.items())
+
+
+def _results_for_claim(run: EvaluationRun, claim: Claim) -> tuple[BenchmarkResult, list[BenchmarkResult]]:
+    """The run's result measured under the claim's setup (the largest, if several), and the
+    run's other results of that benchmark."""
+    results = list(BenchmarkResult.objects.select_for_update().filter(run=run, benchmark=claim.benchmark))
+    setup = claim.setup()
+    matching = [result for result in results if _setup_matches(setup, result.setup or {})]
+    if not matching:
+        raise TriageError(
+            f"Run {run.pk} measured {claim.benchmark} under no setup matching {setup or 'the claim'}; "
+            "request a re-run under the corrected setup instead."
         )
-        decided: FlagEvent | None = None
-        current = locked.status
-        if still_mismatch and current != Status.OPEN and Status.OPEN in TRANSITIONS[current]:
-            target = Status.OPEN
-        elif not still_mismatch and Status.RESOLVED in TRANSITIONS[current]:
-            target = Status.RESOLVED
-        else:
-            target = None
-        if still_mismatch:
-            locked.severity = SEVERITY_FOR_VERDICT[new_verdict]
-        if target is not None:
-            locked.status = target
-            locked.decision_reason = "" if target == Status.OPEN else f"Claim setup corrected; {outcome}."
-            decided = _event(locked, actor, ACTION_FOR_TARGET[target], from_status=current, to_status=target,
-                             message=f"Claim setup corrected; {outcome}.", data={"verdict": new_verdict})
-        locked.save(update_fields=["status", "decision_reason", "severity", "updated_at"])
-        _refresh_leaderboard(locked.submission)
-        if decided is not None:
-            _notify_on_commit(notifications.do_notify_flag_decided, locked, decided)
-    return Recomparison(result=result, verdict=new_verdict, z=stored_z, flag=locked)
+    result = max(matching, key=lambda item: item.n)
+    return result, [other for other in results if other.pk != result.pk]
+
+
+def _rejudge(
+    run: EvaluationRun, claim: Claim, result: BenchmarkResult, others: list[BenchmarkResult]
+) -> tuple[Judgement, int]:
+    """Judge the claim against `result` as the report would, within the same family of claims,
+    and store the verdict; the benchmark's other results no longer stand for the claim (they
+    were measured under the setup that was wrongly recorded)."""
+    measurements = measurements_of(run, run_plan(run))
+    measurements[claim.benchmark] = measurement_from_row(result)
+    claimed = Claim.objects.filter(submission_id=run.submission_id).values_list("benchmark", flat=True)
+    k_claims = claims_family_size(claimed, measurements)
+    for other in others:
+        if other.claimed is not None:
+            _store_judgement(other, None, judge_claim(None, measurement_from_row(other), k_claims))
+    judgement = judge_claim(claim.score, measurements[claim.benchmark], k_claims)
+    _store_judgement(result, claim.score, judgement)
+    return judgement, k_claims
+
+
+def _store_judgement(result: BenchmarkResult, claimed: float | None, judgement: Judgement) -> None:
+    result.claimed, result.z, result.verdict = claimed, judgement.z, judgement.verdict
+    result.save(update_fields=["claimed", "z", "verdict"])
+
+
+def _apply_judgement(
+    flag: Flag, actor: UserLike, run: EvaluationRun, judgement: Judgement, setup: dict[str, Any]
+) -> None:
+    """Keep or reopen the score_mismatch flag when the judge raises it again, else resolve it;
+    a flag the judge raises instead (invalid_run) goes through the one flag writer."""
+    raised = judgement.flag
+    still_mismatch = raised is not None and raised["kind"] == Flag.Kind.SCORE_MISMATCH
+    if raised is not None and not still_mismatch:
+        do_raise_flag(flag.submission, run, raised)
+    if still_mismatch:
+        flag.severity = raised["severity"]
+    current = flag.status
+    target = _state_after_rejudging(current, still_mismatch)
+    decided: FlagEvent | None = None
+    if target is not None:
+        outcome = f"Claim setup corrected; re-compared under {setup or 'no stated setup'}: {judgement.verdict}" + (
+            f" (z = {judgement.z:.2f})." if judgement.z is not None else "."
+        )
+        flag.status = target
+        flag.decision_reason = "" if target == Status.OPEN else outcome
+        decided = _event(flag, actor, ACTION_FOR_TARGET[target], from_status=current, to_status=target,
+                         message=outcome, data={"verdict": judgement.verdict})
+    flag.save(update_fields=["status", "decision_reason", "severity", "updated_at"])
+    _refresh_leaderboard(flag.submission)
+    if decided is not None:
+        _notify_on_commit(notifications.do_notify_flag_decided, flag, decided)
+
+
+def _state_after_rejudging(current: str, still_mismatch: bool) -> str | None:
+    """Reopen a decided flag whose mismatch stands again; resolve one that no longer holds."""
+    if still_mismatch:
+        return Status.OPEN if current != Status.OPEN and Status.OPEN in TRANSITIONS[current] else None
+    return Status.RESOLVED if Status.RESOLVED in TRANSITIONS[current] else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -733,11 +720,10 @@ def flag_samples(flag: Flag, limit: int = 20) -> list[SampleResult]:
     return list(queryset.order_by("correct", "index")[:limit])
 
 
-def flag_thread(flag: Flag) -> QuerySet:
-    return flag.events.select_related("actor").order_by("at", "id")
-
-
-def visible_flags_for_author(user: UserLike) -> QuerySet:
-    if not user.is_authenticated:
-        return Flag.objects.none()
-    return Flag.objects.filter(submission__submitter=user).select_related("submission")
+def flag_thread(flag: Flag, viewer: UserLike | None = None) -> QuerySet:
+    """The flag's events in order, as `viewer` may read them: maintainers' internal notes only for
+    maintainers (authors and owners read the thread too)."""
+    events = flag.events.select_related("actor").order_by("at", "id")
+    if not is_maintainer(viewer):
+        events = events.exclude(action=Action.NOTE)
+    return events

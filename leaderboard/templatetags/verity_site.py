@@ -10,14 +10,6 @@ register = template.Library()
 
 
 @register.filter
-def get_item(mapping: Any, key: Any) -> Any:
-    """mapping[key] in a template, None when absent (Django templates cannot index by variable)."""
-    if isinstance(mapping, dict):
-        return mapping.get(key)
-    return None
-
-
-@register.filter
 def points(value: Any) -> str:
     """A score in points with one decimal, or an em dash when not measured."""
     if value is None or value == "":
@@ -35,12 +27,6 @@ def signed(value: Any) -> str:
     return f"{float(value):+.1f}"
 
 
-@register.filter
-def flag_state(status: str) -> str:
-    """The public wording of a flag's state."""
-    return {"open": "under review"}.get(status, status)
-
-
 @register.simple_tag(takes_context=True)
 def sort_link(context: Any, column: str) -> str:
     """?sort= value for a column header: descending first, toggling when already sorted on it."""
@@ -48,3 +34,11 @@ def sort_link(context: Any, column: str) -> str:
     if current == f"-{column}":
         return column
     return f"-{column}"
+
+
+@register.filter
+def pvalue(value: Any) -> str:
+    """A p-value with two significant digits (small ones in scientific notation)."""
+    if not isinstance(value, (int, float)):
+        return "—"
+    return f"{float(value):.2g}"

@@ -49,9 +49,12 @@ EVAL_RESULTS_GSM8K = """- dataset:
 
 
 def install_card_repo(hf_cache: Path, work_dir: Path, repo_id: str, *, readme: str = CARD_WITH_MODEL_INDEX,
-                      eval_results: str | None = EVAL_RESULTS_GSM8K, marker: str = "") -> str:
+                      eval_results: str | None = EVAL_RESULTS_GSM8K, marker: str = "",
+                      owner_token: str | None = None, extra: dict[str, str | bytes] | None = None) -> str:
     """A small repository (config + card + optional .eval_results) in the real HF cache layout;
-    enough for intake's offline pinning and the card-claims reader. Returns its sha."""
+    enough for intake's offline pinning and the card-claims reader. With `owner_token`, the repo
+    holds it as .verity/owner-token (its owner proving control for that Verity account); `extra`
+    adds files ({path: content}). Returns its sha."""
     folder = work_dir / repo_id.replace("/", "--") / (marker or "v1")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps({"model_type": "llama", "marker": marker}))
@@ -59,6 +62,13 @@ def install_card_repo(hf_cache: Path, work_dir: Path, repo_id: str, *, readme: s
     if eval_results is not None:
         (folder / ".eval_results").mkdir(exist_ok=True)
         (folder / ".eval_results" / "gsm8k.yaml").write_text(eval_results)
+    files = dict(extra or {})
+    if owner_token is not None:
+        files[".verity/owner-token"] = owner_token + "\n"
+    for name, content in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
     return tm.install_in_hf_cache(folder, hf_cache, repo_id)
 
 
@@ -86,13 +96,13 @@ def publish(repo_id: str, scores: dict[str, tuple[int, int]], *, claims: dict[st
             verdicts: dict[str, str] | None = None, user: Any = None, base: str = "",
             intake: dict | None = None, status: str = ModelSubmission.Status.VERIFIED,
             samples: dict[str, list[dict]] | None = None, private: tuple[str, ...] = (),
-            created_offset_s: int = 0) -> ModelSubmission:
+            created_offset_s: int = 0, kind: str = ModelSubmission.Kind.AUTHOR) -> ModelSubmission:
     """A verified submission with one finished run; `scores` = {slug: (correct, n)}."""
     claims = claims or {}
     verdicts = verdicts or {}
     submission = ModelSubmission.objects.create(
         repo_id=repo_id, requested_revision="main", pinned_sha=_sha(repo_id + str(created_offset_s)),
-        submitter=user, claimed_base=base, status=status,
+        submitter=user, claimed_base=base, status=status, kind=kind,
         intake=intake if intake is not None else {"parameters": 6_000_000, "license": "apache-2.0"},
         finished_at=timezone.now(),
     )
@@ -123,6 +133,27 @@ def publish(repo_id: str, scores: dict[str, tuple[int, int]], *, claims: dict[st
     return submission
 
 
+def measure(submission: ModelSubmission, scores: dict[str, tuple[int, int]],
+            verdicts: dict[str, str] | None = None) -> EvaluationRun:
+    """What the pipeline leaves behind for an existing submission (one finished run, its results
+    judged against the submission's claims, the submission verified), then the leaderboard
+    service the pipeline calls on publishing."""
+    claims = {c.benchmark: c.score for c in submission.claims.all()}
+    run = EvaluationRun.objects.create(
+        submission=submission, model_repo=submission.repo_id, model_sha=submission.pinned_sha or _sha(submission.repo_id),
+        backend="transformers", status=EvaluationRun.Status.DONE, limit=10,
+        benchmarks=[{"slug": slug, "setup": {}, "limit": n} for slug, (_, n) in scores.items()],
+        started_at=timezone.now(), finished_at=timezone.now(),
+    )
+    for slug, (correct, n) in scores.items():
+        make_result(run, slug, correct, n, claimed=claims.get(slug),
+                    verdict=(verdicts or {}).get(slug, "consistent" if slug in claims else "unclaimed"))
+    ModelSubmission.objects.filter(pk=submission.pk).update(status=ModelSubmission.Status.VERIFIED,
+                                                            finished_at=timezone.now())
+    do_refresh_leaderboard_entry(submission)
+    return run
+
+
 def flag(submission: ModelSubmission, *, kind: str = Flag.Kind.SCORE_MISMATCH, severity: str = "critical",
          status: str = Flag.Status.OPEN, reason: str = "", benchmark: str = "gsm8k") -> Flag:
     created = Flag.objects.create(
@@ -136,3 +167,16 @@ def flag(submission: ModelSubmission, *, kind: str = Flag.Kind.SCORE_MISMATCH, s
 
 def entry(repo_id: str) -> LeaderboardEntry:
     return LeaderboardEntry.objects.get(repo_id=repo_id)
+
+
+def card_claims_page(client, query: str, timeout: float = 15.0) -> str:
+    """The submit form's card-claims partial for `query`, once the background read has answered
+    (it answers 202 "still reading" until then, and the page polls, as this does)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get(f"/submit/card-claims?{query}")
+        if response.status_code != 202 or time.monotonic() > deadline:
+            return response.content.decode()
+        time.sleep(0.2)

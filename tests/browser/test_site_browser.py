@@ -1,7 +1,8 @@
 """End to end in a real browser: headless Debian Chromium (Playwright) against the live server
 (real HTTP), a real Celery worker on the real Redis, and a tiny real model in the HF cache.
 
-A newcomer signs up, submits the tiny model with a claim, watches the run's progress reach done
+A newcomer signs up, commits their owner token to their copy of the tiny model (the proof of
+control an author submission needs), submits it with a claim, watches the run's progress reach done
 (htmx polling, no reload), finds the model on the leaderboard with a filter, opens its page and
 sees the plotly chart render. Screenshots land in test-artifacts/.
 """
@@ -16,6 +17,7 @@ import pytest
 
 from leaderboard.models import LeaderboardEntry, ModelSubmission
 from tests.fixtures_services import REPO_ROOT
+from tests.workers.pipeline_helpers import variant_repo
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -75,11 +77,12 @@ def screenshot(page, name: str) -> Path:
     return path
 
 
-def test_sign_up_submit_follow_find_and_inspect(page, live_server, worker, tiny_base):
+def test_sign_up_submit_follow_find_and_inspect(page, live_server, worker, tiny_base, hf_cache, tmp_path):
     from django.core.cache import cache
 
     cache.clear()  # the live server runs in this process: no board fragment cached by earlier tests
     url = live_server.url
+    repo_id = "newcomer/tiny-model"
     # sign up
     page.goto(f"{url}/accounts/signup/")
     page.fill("#id_username", "newcomer")
@@ -89,9 +92,15 @@ def test_sign_up_submit_follow_find_and_inspect(page, live_server, worker, tiny_
     page.wait_for_url(f"{url}/submit/")
     assert "Log out newcomer" in page.inner_text("header")
 
+    # the newcomer's repo: a copy of the tiny model holding the owner token the site shows them
+    page.goto(f"{url}/accounts/owner-token/")
+    token = page.inner_text("#owner-token").strip()
+    variant_repo(tiny_base.path, tmp_path, hf_cache, repo_id, add={".verity/owner-token": token})
+    page.goto(f"{url}/submit/")
+
     # submit the tiny model with a claim (ARC-Challenge 0-shot: scored by log-likelihood, quick on
     # CPU); a bad score first, fixed after the message
-    page.fill("#id_repo_id", tiny_base.repo_id)
+    page.fill("#id_repo_id", repo_id)
     page.fill("[name=score_arc_challenge]", "140")
     page.click("#submit-button")
     assert "outside 0–100" in page.inner_text("#submit-form")
@@ -108,31 +117,32 @@ def test_sign_up_submit_follow_find_and_inspect(page, live_server, worker, tiny_
     page.wait_for_selector("#run-finished", timeout=RUN_TIMEOUT_MS)
     assert page.url == status_url
     assert page.evaluate("window.__verityMarker") == 1
-    assert page.inner_text("#submission-status") in ("verified", "flagged")
+    # the checks are off in this test, so a clean run ends "incomplete" (verification.report.status_for)
+    assert page.inner_text("#submission-status") in ("verified", "flagged", "incomplete")
     assert page.inner_text("#run-status") == "done"
     screenshot(page, "run-status.png")
     assert re.search(r"(\d+)/\1", page.inner_text("#overall-count")), page.inner_text("#overall-count")
     submission = ModelSubmission.objects.get()
-    assert submission.submitter.username == "newcomer"
+    assert submission.submitter.username == "newcomer" and submission.owner_proof["method"] == "repo_token"
     assert LeaderboardEntry.objects.filter(submission=submission).exists()
 
     # the leaderboard, filtered to its size class and searched by name
     page.goto(f"{url}/")
     page.select_option("#filter-size", "<1B")
-    page.wait_for_selector(f'tr.entry[data-repo="{tiny_base.repo_id}"]')
-    page.fill("#filter-q", "tiny-base")
+    page.wait_for_selector(f'tr.entry[data-repo="{repo_id}"]')
+    page.fill("#filter-q", "tiny-model")
     page.click("#filter-apply")
     page.wait_for_function("document.querySelectorAll('tr.entry').length === 1")
     assert "size=%3C1B" in page.url or "size=<1B" in page.url
     screenshot(page, "leaderboard.png")
 
     # the model page and its plotly chart
-    page.click(f'tr.entry[data-repo="{tiny_base.repo_id}"] a.model-link')
-    page.wait_for_url(f"{url}/models/{tiny_base.repo_id}/")
+    page.click(f'tr.entry[data-repo="{repo_id}"] a.model-link')
+    page.wait_for_url(f"{url}/models/{repo_id}/")
     page.wait_for_selector("#plot-model-ci .main-svg", timeout=20_000)  # plotly drew the SVG
     assert page.locator("#results-table tr[data-benchmark=arc_challenge]").count() == 1
     page.wait_for_selector("#samples-table tr.sample-row")  # the per-sample explorer loaded (htmx)
-    assert "python manage.py verify verity-test/tiny-base" in page.inner_text("#reproduce")
+    assert f"python manage.py verify {repo_id}" in page.inner_text("#reproduce")
     screenshot(page, "model-page.png")
     assert (ARTIFACTS / "leaderboard.png").stat().st_size > 10_000
     assert (ARTIFACTS / "model-page.png").stat().st_size > 10_000

@@ -13,6 +13,7 @@ from django.core.cache import cache
 from huggingface_hub import parse_eval_result_entries
 
 from leaderboard.models import ApiToken, Claim, Flag, ModelSubmission
+from leaderboard.services.ownership import owner_token_for
 from tests.browser.site_data import flag, install_card_repo, publish
 
 pytestmark = pytest.mark.django_db
@@ -43,8 +44,9 @@ def token(user) -> ApiToken:
 
 
 @pytest.fixture
-def card_repo(hf_cache, tmp_path) -> str:
-    return install_card_repo(hf_cache, tmp_path, REPO)
+def card_repo(hf_cache, tmp_path, user) -> str:
+    """The API user's repo: it holds their owner token, so their author submissions are accepted."""
+    return install_card_repo(hf_cache, tmp_path, REPO, owner_token=owner_token_for(user))
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ from django.contrib.auth import get_user_model
 from django.test import override_settings
 
 from leaderboard.models import Claim, ModelSubmission
-from tests.browser.site_data import install_card_repo
+from leaderboard.services.ownership import owner_token_for
+from tests.browser.site_data import card_claims_page, install_card_repo
 
 pytestmark = pytest.mark.django_db
 
@@ -22,16 +23,17 @@ REPO = "acme/card-model"
 
 
 @pytest.fixture
-def card_repo(hf_cache, tmp_path) -> str:
-    return install_card_repo(hf_cache, tmp_path, REPO)
-
-
-@pytest.fixture
 def author_client(client, django_user_model):
     user = django_user_model.objects.create_user("author", password="pw-Author-123")
     client.force_login(user)
     client.user = user
     return client
+
+
+@pytest.fixture
+def card_repo(hf_cache, tmp_path, author_client) -> str:
+    """The author's repo: it holds their owner token, so their author submissions are accepted."""
+    return install_card_repo(hf_cache, tmp_path, REPO, owner_token=owner_token_for(author_client.user))
 
 
 def form_data(**overrides) -> dict:
@@ -124,7 +126,8 @@ def test_a_finished_submission_can_be_resubmitted(author_client, card_repo):
 @override_settings(SUBMISSIONS_PER_DAY=2)
 def test_rate_limit_per_user_per_day(author_client, card_repo, hf_cache, tmp_path):
     for marker in ("a", "b"):
-        install_card_repo(hf_cache, tmp_path, f"acme/model-{marker}", marker=marker)
+        install_card_repo(hf_cache, tmp_path, f"acme/model-{marker}", marker=marker,
+                          owner_token=owner_token_for(author_client.user))
         assert author_client.post("/submit/", form_data(repo_id=f"acme/model-{marker}")).status_code == 302
     response = author_client.post("/submit/", form_data())
     assert response.status_code == 400 and "the limit is 2 per day" in response.content.decode()
@@ -132,7 +135,7 @@ def test_rate_limit_per_user_per_day(author_client, card_repo, hf_cache, tmp_pat
 
 
 def test_card_claims_are_offered_from_eval_results_and_model_index(author_client, card_repo):
-    html = author_client.get(f"/submit/card-claims?repo_id={REPO}&revision=main").content.decode()
+    html = card_claims_page(author_client, f"repo_id={REPO}&revision=main")
     assert 'data-benchmark="gsm8k" data-score="71.5"' in html  # .eval_results/gsm8k.yaml
     assert 'data-benchmark="mmlu" data-score="61.2"' in html  # model-index 0.612, read as a fraction
     assert "unknown-bench" not in html  # not a benchmark Verity measures
@@ -145,11 +148,11 @@ def test_card_claims_bad_repo_id_is_a_400(author_client):
 
 def test_card_without_scores_offers_nothing(author_client, hf_cache, tmp_path):
     install_card_repo(hf_cache, tmp_path, "acme/plain", readme="# plain\n", eval_results=None)
-    html = author_client.get("/submit/card-claims?repo_id=acme/plain").content.decode()
+    html = card_claims_page(author_client, "repo_id=acme/plain")
     assert 'id="card-claims-none"' in html
 
 
 def test_hostile_eval_results_file_is_skipped(author_client, hf_cache, tmp_path):
     install_card_repo(hf_cache, tmp_path, "acme/hostile", eval_results="!!python/object:os.system ['echo']\n: [")
-    html = author_client.get("/submit/card-claims?repo_id=acme/hostile").content.decode()
+    html = card_claims_page(author_client, "repo_id=acme/hostile")
     assert 'data-benchmark="mmlu"' in html and 'data-benchmark="gsm8k"' not in html

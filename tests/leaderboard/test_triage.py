@@ -11,7 +11,7 @@ from django.db import DatabaseError, connection, transaction
 from django.urls import reverse
 
 from leaderboard.models import BenchmarkResult, Claim, Flag, FlagEvent, LeaderboardEntry
-from leaderboard.services import notifications
+from leaderboard.services import flags, notifications
 from leaderboard.services import triage as svc
 from tests.leaderboard.test_triage_fixtures import (  # noqa: F401  (fixtures)
     append_only_trigger,
@@ -178,8 +178,9 @@ def test_events_cannot_be_updated_or_deleted_by_orm_or_sql(scenario, append_only
 
 def test_author_is_emailed_when_a_flag_is_raised_and_decided(scenario, mailoutbox, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        flag = svc.do_raise_flag(scenario["submission"], kind=Flag.Kind.HELDOUT_GAP, severity=Flag.Severity.WARNING,
-                                 benchmark="gsm8k", summary="Held-out accuracy 12 points below public")
+        flag = flags.do_raise_flag(scenario["submission"], None, {
+            "kind": Flag.Kind.HELDOUT_GAP, "severity": Flag.Severity.WARNING, "benchmark": "gsm8k",
+            "summary": "Held-out accuracy 12 points below public", "evidence": {}})
     assert len(mailoutbox) == 1
     raised = mailoutbox[0]
     assert raised.to == ["alice@example.org"] and "heldout_gap" in raised.subject

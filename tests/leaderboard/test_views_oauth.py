@@ -10,7 +10,9 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.test import override_settings
+from django.test import Client, override_settings
+
+from leaderboard.models import HubIdentity
 
 pytestmark = pytest.mark.django_db
 
@@ -23,10 +25,15 @@ def _fast_password_hashing(settings):
 OAUTH = {"HF_OAUTH_CLIENT_ID": "client-123", "HF_OAUTH_CLIENT_SECRET": "secret-456"}
 
 
+DEFAULT_PROFILE = {"sub": "6789", "preferred_username": "jane", "name": "Jane Doe"}
+
+
 class FakeHubOAuth(BaseHTTPRequestHandler):
-    """Token and userinfo endpoints with the Hub's request/response shapes; records requests."""
+    """Token and userinfo endpoints with the Hub's request/response shapes; records requests.
+    `profile` is what userinfo answers (tests set the account's sub, username and orgs)."""
 
     seen: list[dict] = []
+    profile: dict = DEFAULT_PROFILE
 
     def log_message(self, *args) -> None:
         pass
@@ -50,7 +57,7 @@ class FakeHubOAuth(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path == "/oauth/userinfo" and self.headers.get("Authorization") == "Bearer hf_access":
-            self._json(200, {"sub": "6789", "preferred_username": "jane", "name": "Jane Doe"})
+            self._json(200, FakeHubOAuth.profile)
         else:
             self._json(401, {"error": "invalid_token"})
 
@@ -61,6 +68,7 @@ def fake_hub():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     FakeHubOAuth.seen = []
+    FakeHubOAuth.profile = DEFAULT_PROFILE
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
@@ -122,4 +130,66 @@ def test_refused_code_exchange_creates_no_user(client, fake_hub):
         state = parse_qs(urlparse(client.get("/accounts/hf/login/")["Location"]).query)["state"][0]
         response = client.get(f"/accounts/hf/callback/?code=bad-code&state={state}")
     assert response.status_code == 400 and "token exchange answered HTTP 400" in response.content.decode()
+    assert not get_user_model().objects.exists()
+
+
+def sign_in_with_hub(client, fake_hub: str, profile: dict):
+    """The whole authorization-code flow against the fake Hub answering `profile`; returns the
+    callback's response."""
+    FakeHubOAuth.profile = profile
+    with override_settings(**OAUTH, HF_OAUTH_BASE_URL=fake_hub):
+        state = parse_qs(urlparse(client.get("/accounts/hf/login/")["Location"]).query)["state"][0]
+        return client.get(f"/accounts/hf/callback/?code=good-code&state={state}")
+
+
+def test_takeover_by_registering_the_hf_name_first_no_longer_works(client, fake_hub):
+    """The recipe: register hf_victim locally before the victim ever signs in with Hugging Face,
+    then wait for the victim's sign-in to land in that account."""
+    signup = client.post("/accounts/signup/", {"username": "hf_victim", "password1": "a-Long-pass-9876",
+                                               "password2": "a-Long-pass-9876"})
+    assert signup.status_code == 400 and "reserved for accounts that sign in with Hugging Face" in signup.content.decode()
+    assert client.post("/accounts/signup/", {"username": "HF_Victim", "password1": "a-Long-pass-9876",
+                                             "password2": "a-Long-pass-9876"}).status_code == 400
+    assert not get_user_model().objects.exists()
+    # An account that holds the name anyway (made before the rule, or by an admin) is never
+    # handed to the Hub account: sign-ins are matched on the Hub's `sub`, not the username.
+    squatter = get_user_model().objects.create_user("hf_victim", password="pw-Squat-123")
+    victim = Client()
+    response = sign_in_with_hub(victim, fake_hub, {"sub": "victim-sub-1", "preferred_username": "victim"})
+    assert response.status_code == 302
+    signed_in = get_user_model().objects.get(pk=int(victim.session["_auth_user_id"]))
+    assert signed_in != squatter and signed_in.username == "hf_victim_2"
+    assert signed_in.hub_identity.sub == "victim-sub-1" and signed_in.hub_identity.username == "victim"
+    assert not HubIdentity.objects.filter(user=squatter).exists()
+
+
+def test_a_renamed_hub_account_keeps_its_local_account_and_a_reused_name_gets_a_new_one(fake_hub):
+    first = Client()
+    sign_in_with_hub(first, fake_hub, {"sub": "sub-A", "preferred_username": "alice"})
+    alice = get_user_model().objects.get(hub_identity__sub="sub-A")
+    # alice renames herself on the Hub; her next sign-in lands in the same account
+    sign_in_with_hub(Client(), fake_hub, {"sub": "sub-A", "preferred_username": "alice-new"})
+    alice.refresh_from_db()
+    assert alice.username == "hf_alice" and alice.hub_identity.username == "alice-new"
+    # someone else now registers the freed name "alice" on the Hub: a different local account
+    other = Client()
+    sign_in_with_hub(other, fake_hub, {"sub": "sub-B", "preferred_username": "alice"})
+    bob = get_user_model().objects.get(hub_identity__sub="sub-B")
+    assert bob != alice and int(other.session["_auth_user_id"]) == bob.pk
+    assert get_user_model().objects.count() == 2
+
+
+def test_sign_in_stores_the_hub_organisations_and_roles(fake_hub):
+    sign_in_with_hub(Client(), fake_hub, {
+        "sub": "sub-C", "preferred_username": "carol",
+        "orgs": [{"sub": "o1", "preferred_username": "bigorg", "roleInOrg": "write"},
+                 {"sub": "o2", "preferred_username": "readers", "roleInOrg": "read"}, "garbage"],
+    })
+    identity = HubIdentity.objects.get(sub="sub-C")
+    assert identity.orgs == [{"name": "bigorg", "role": "write"}, {"name": "readers", "role": "read"}]
+
+
+def test_profile_without_a_subject_id_creates_no_user(client, fake_hub):
+    response = sign_in_with_hub(client, fake_hub, {"preferred_username": "nosub"})
+    assert response.status_code == 400 and "no user id" in response.content.decode()
     assert not get_user_model().objects.exists()

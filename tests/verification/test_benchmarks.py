@@ -196,21 +196,21 @@ def test_pinned_hub_dataset_file_records_its_commit(tmp_path, monkeypatch):
         vd.resolve_file(tmp_path / "empty", "gsm8k/test.jsonl")
 
 
-def test_gpqa_runs_from_a_maintainer_csv_and_refuses_without_one(tmp_path, monkeypatch, datasets_dir):
-    monkeypatch.delenv("VERITY_GPQA_CSV", raising=False)
-    with pytest.raises(DatasetUnavailable, match="VERITY_GPQA_CSV"):
-        GPQASpec().load(datasets_dir)
-    csv_path = tmp_path / "gpqa_synthetic.csv"  # made-up questions in the official column layout
+def test_gpqa_runs_from_a_maintainer_csv_and_refuses_without_one(tmp_path, datasets_dir):
+    data = tmp_path / "data"
+    with pytest.raises(DatasetUnavailable, match="gpqa_diamond.csv"):
+        GPQASpec().load(data)
+    csv_path = data / "gpqa" / "gpqa_diamond.csv"  # made-up questions in the official column layout
+    csv_path.parent.mkdir(parents=True)
     rows = ["Question,Correct Answer,Incorrect Answer 1,Incorrect Answer 2,Incorrect Answer 3,Record ID"]
     rows += [f'"What is {i} + {i}?",{2 * i},{2 * i + 1},{2 * i + 2},{2 * i + 3},rec{i}' for i in range(40)]
     csv_path.write_text("\n".join(rows) + "\n")
-    monkeypatch.setenv("VERITY_GPQA_CSV", str(csv_path))
     spec = GPQASpec()
-    loaded = spec.load(datasets_dir)
+    loaded = spec.load(data)
     golds = [it.data["gold"] for it in loaded.items]
     assert len(set(golds)) > 1  # the correct answer is not always first
     assert all(it.data["choices"][it.data["gold"]] == str(2 * int(it.item_id[3:])) for it in loaded.items)
-    outcome = run_benchmark(spec, OracleBackend(spec, datasets_dir=datasets_dir), datasets_dir=datasets_dir)
+    outcome = run_benchmark(spec, OracleBackend(spec, datasets_dir=data), datasets_dir=data)
     assert outcome.measured == 100.0 and outcome.dataset_source["kind"] == "maintainer_csv"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -86,3 +87,17 @@ def test_heldout_sets_cannot_be_claimed():
         with pytest.raises(ClaimsError, match="unknown benchmark|not"):
             parse_claims({"claims": [{"benchmark": slug, "score": 50}]})
     assert "gsm_fresh" in known_benchmarks()  # still measurable
+
+
+@pytest.mark.parametrize(
+    "claim, message",
+    [
+        ({"benchmark": "gsm8k", "score": 10**400}, "outside 0–100"),
+        ({"benchmark": "gsm8k", "score": float("nan")}, "outside 0–100"),
+        ({"benchmark": "gsm8k", "score": 50, "source_url": 5}, "source_url must be an http(s) URL (string)"),
+        ({"benchmark": "gsm8k", "score": 50, "source_url": ["http://x"]}, "source_url must be an http(s) URL (string)"),
+    ],
+)
+def test_hostile_claim_values_are_refused_with_a_clear_message(claim, message):
+    with pytest.raises(ClaimsError, match=re.escape(message)):
+        parse_claims({"claims": [claim]})

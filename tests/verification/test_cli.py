@@ -84,7 +84,8 @@ def test_evaluate_through_vllm_gives_the_same_per_item_outputs(vllm_tiny, transf
         backend_factory=reuse_session_engine, stdout=stdout, stderr=stderr,
     )
     assert code == 0, stderr.getvalue()
-    assert factory_calls[0][0] == "vllm" and factory_calls[0][1] == str(tiny_base.path)
+    # the pinned snapshot, fetched into the model cache like every source the engine measures
+    assert factory_calls[0][0] == "vllm" and factory_calls[0][1].endswith(tiny_base.sha)
     assert factory_calls[0][2]["model_sha"] == tiny_base.sha
     from_vllm = check_result_file(out, tiny_base, "vllm")
     from_hf = json.loads(transformers_run[1].read_text())

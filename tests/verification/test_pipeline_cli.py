@@ -132,15 +132,15 @@ def test_pickle_only_repo_exits_2_from_the_real_cli_and_the_pickle_is_never_load
 
 
 @pytest.mark.parametrize("case", [c for c in REFUSALS if c != "pickle"])
-def test_refused_models_exit_2_with_a_reason_and_leave_nothing_behind(case, tiny_base, tmp_path, settings):
+def test_refused_models_exit_2_with_a_reason_and_leave_nothing_behind(case, tiny_base, tmp_path, monkeypatch):
     """The same command in-process (call_command): CommandError carries the exit status 2."""
     from django.core.management import CommandError, call_command
 
     hf_cache = tiny_base.path.parents[2]
     source, expected, extra = _refusal_case(case, tiny_base, hf_cache, tmp_path, tmp_path / "marker")
-    settings.MODEL_CACHE_DIR = tmp_path / "model_cache"
+    monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path / "model_cache"))
     if "MAX_MODEL_BYTES" in extra:
-        settings.MAX_MODEL_BYTES = 1024**2
+        monkeypatch.setenv("MAX_MODEL_BYTES", str(1024**2))
     out = tmp_path / "report.json"
     with pytest.raises(CommandError) as error:
         call_command("verify", source, "--benchmarks", "arc_challenge", "--limit", "2", "--json", str(out))

@@ -110,12 +110,14 @@ def test_checks_plug_in_and_a_broken_check_never_loses_the_others():
 
 
 def test_checks_can_be_disabled_by_environment(monkeypatch):
+    from verification.config import EngineConfig, ImproperlyConfiguredEnv
+
     monkeypatch.setenv("VERITY_CHECKS", "none")
-    sections, flags, log = run_checks(_context())
+    sections, flags, log = run_checks(_context(), enabled=EngineConfig.from_env().checks)
     assert sections["contamination"]["status"] == "disabled" and flags == []
     monkeypatch.setenv("VERITY_CHECKS", "bogus")
-    with pytest.raises(ValueError, match="unknown check"):
-        run_checks(_context())
+    with pytest.raises(ImproperlyConfiguredEnv, match="unknown"):
+        EngineConfig.from_env()
 
 
 def test_report_is_strict_json_and_validated():
@@ -163,8 +165,8 @@ def test_plan_uses_the_claimed_setup_when_supported_and_says_so_when_not():
 
 
 def test_an_invalid_benchmark_does_not_dilute_the_bonferroni_correction():
-    """k counts only the claims that get a verdict: GSM8K 1000/1319 against a claim of 81.1 is
-    inconsistent alone, and stays so beside an invalid MMLU run."""
+    """Every claim is its own family: GSM8K 1000/1319 against a claim of 81.1 is inconsistent
+    alone, and stays so beside an invalid MMLU run."""
     claims = parse_claims({"claims": [{"benchmark": "gsm8k", "score": 81.1}, {"benchmark": "mmlu", "score": 60}]})
     gsm8k = _measured("gsm8k", 1000, 1319)
     section, flags = compare({"gsm8k": gsm8k, "mmlu": _measured("mmlu", 50, 100, errors=5)}, claims)

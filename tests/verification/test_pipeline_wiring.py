@@ -72,3 +72,23 @@ def test_a_raising_check_stores_no_item_text_when_a_private_set_was_measured(pri
         assert ITEM_TEXT not in stored and "ValueError" in stored
     else:  # public runs keep the full message for debugging
         assert ITEM_TEXT in sections["contamination"]["error"]
+
+
+def test_humaneval_without_a_sandbox_is_not_run_and_the_report_is_incomplete(tiny_base, datasets_dir, monkeypatch):
+    """Generated code never runs outside a sandbox: where none can be made the benchmark is
+    reported as not run, with why, and the submission cannot read verified."""
+    from verification import sandbox
+    from verification.pipeline import VerifyRequest, verify
+    from verification.report import missing_checks, status_for
+
+    monkeypatch.setattr(sandbox, "unavailable_reason", lambda limits=None: "no sandbox: namespaces refused (test)")
+    report = verify(
+        VerifyRequest(source=str(tiny_base.path), benchmarks=["humaneval", "arc_challenge"], limit=2,
+                      backend="transformers", datasets_dir=datasets_dir, enabled_checks=())
+    )
+    assert "humaneval" not in report["benchmarks"] and "arc_challenge" in report["benchmarks"]
+    assert report["run"]["not_run"]["humaneval"].startswith("not run: no sandbox")
+    assert {"check": "humaneval", "status": "not_run", "reason": report["run"]["not_run"]["humaneval"]} in (
+        missing_checks(report)
+    )
+    assert status_for(report) == "incomplete"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 
 from verification import sandbox
 from verification.benchmarks import registry
-from verification.benchmarks.humaneval import HumanEvalSpec
+from verification.benchmarks.humaneval import HumanEvalSpec, NoSandbox
 from verification.backends.base import Backend
 from verification.records import Generation
 from verification.runner import run_benchmark
@@ -79,7 +78,8 @@ def test_writes_outside_and_inside_do_not_survive():
         "print('WROTE_TMP')\n"
         f"open('{target_root}/{marker}', 'w').write('x')\n", FAST)
     assert "WROTE_TMP" in result.stdout  # world-writable dirs were writable in its private tmpfs ...
-    assert result.status == sandbox.FAILED and "Permission denied" in result.stderr  # ... root's were not
+    # ... root's were not (the sandbox's root is a read-only tree of its own)
+    assert result.status == sandbox.FAILED and "Read-only file system" in result.stderr
     for directory in ("/tmp", "/var/tmp", "/dev/shm", str(target_root)):
         assert not os.path.exists(os.path.join(directory, marker))  # ... and nothing survived
     assert not [p for p in os.listdir("/tmp") if p.startswith("verity-sbx-")]
@@ -155,20 +155,13 @@ def test_hostile_humaneval_completions_score_zero_and_the_run_continues(datasets
     assert registry.get("humaneval").primary_metric == "pass@1"
 
 
-def test_without_namespaces_the_sandbox_degrades_openly(datasets_dir):
-    """Where unshare is refused, either the program still runs unprivileged (and the result says
-    which isolation was missing), or the sandbox cannot run it: then every HumanEval item is a
-    harness error and the run is invalid, never a pass."""
+def test_without_namespaces_nothing_runs(datasets_dir):
+    """Where unshare is refused there is no sandbox, and generated code never runs unsandboxed:
+    the program is not started and HumanEval is not run at all (it says why), rather than scored
+    or counted as harness errors."""
     limits = sandbox.Limits(timeout_s=4.0, cpu_s=3, use_namespaces=False)
     result = sandbox.run_python("import os\nprint(os.getuid())\n", limits)
-    interpreter_hidden = bool(sandbox._blocked_ancestors(os.path.realpath(sys.executable)))
-    outcome = run_benchmark(HumanEvalSpec(limits=limits), _HostileCompletions(["    return 0\n"] * 2), limit=2,
-                            datasets_dir=datasets_dir)
-    if interpreter_hidden:  # this machine: the interpreter lives under root's home
-        assert result.status == sandbox.SANDBOX_ERROR and "not reachable" in result.detail
-        assert outcome.n_errors == 2 and outcome.invalid and outcome.measured == 0.0
-        assert "sandbox" in outcome.samples[0].error.lower() or "reachable" in outcome.samples[0].error
-    else:
-        assert result.status == sandbox.PASSED and "netns" not in result.isolation
-        assert sandbox.is_sandbox_uid(int(result.stdout.strip()))
-        assert outcome.n_errors == 0
+    assert result.status == sandbox.SANDBOX_ERROR and result.stdout == "" and "no sandbox" in result.detail
+    with pytest.raises(NoSandbox, match="not run: no sandbox"):
+        run_benchmark(HumanEvalSpec(limits=limits), _HostileCompletions(["    return 0\n"] * 2), limit=2,
+                      datasets_dir=datasets_dir)

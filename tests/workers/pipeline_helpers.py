@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests import fixtures_services
 from verification import tinymodels as tm
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -189,3 +190,71 @@ class PrivateRedis:
         import redis
 
         return int(redis.Redis.from_url(self.url).llen(queue))
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.2, message: str = "condition", workers=()):
+    """fixtures_services.wait_for, with the tail of each worker's log in the failure message
+    (read when it fails, not when the wait starts)."""
+    try:
+        return fixtures_services.wait_for(predicate, timeout, interval, message)
+    except AssertionError as exc:
+        logs = "\n".join(f"--- worker log ---\n{w.log_text()[-3000:]}" for w in workers)
+        raise AssertionError(f"{exc}\n{logs}") from None
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of our own (initdb in a temporary directory, a free loopback port), so
+    a test may restart it without disturbing the machine's shared server. Needs the server
+    binaries (`initdb`, `pg_ctl`); as root they run as the `postgres` user."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.root: Path | None = None
+
+    @staticmethod
+    def bindir() -> Path | None:
+        import glob
+
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        initdb = found[-1] if found else shutil.which("initdb")
+        return Path(initdb).parent if initdb else None
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/verity"
+
+    def _as_owner(self, *argv: str) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*prefix, *argv], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> "PrivatePostgres":
+        import tempfile
+
+        self.root = Path(tempfile.mkdtemp(prefix="verity-pg-"))
+        self.root.chmod(0o777)  # the server runs as `postgres`
+        self._as_owner(str(self.bindir() / "initdb"), "-D", str(self.root / "data"), "-A", "trust", "-U", "postgres")
+        self._ctl("start")
+        subprocess.run(
+            [str(self.bindir() / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "verity"],
+            check=True, capture_output=True, timeout=60,
+        )
+        return self
+
+    def _ctl(self, action: str) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._as_owner(
+            str(self.bindir() / "pg_ctl"), "-D", str(self.root / "data"), "-o", options,
+            "-l", str(self.root / "server.log"), "-m", "fast", "-w", action,
+        )
+
+    def restart(self) -> None:
+        self._ctl("restart")
+
+    def stop(self) -> None:
+        if self.root is None:
+            return
+        try:
+            self._ctl("stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None

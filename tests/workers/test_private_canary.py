@@ -14,7 +14,6 @@ import json
 import uuid
 
 import pytest
-from django.conf import settings
 from django.core import serializers
 from django.core.management import call_command
 from django.test import Client, override_settings
@@ -81,7 +80,7 @@ def _maintainer_client() -> Client:
     return client
 
 
-def test_private_item_text_is_never_exposed_anywhere(tiny_base, start_worker, worker_env, tmp_path):
+def test_private_item_text_is_never_exposed_anywhere(tiny_base, start_worker, tmp_path, private_redis):
     canary = f"CANARY{uuid.uuid4().hex}"
     private_dir = tmp_path / "private_benchmarks"
     items = tmp_path / "items.jsonl"
@@ -100,11 +99,12 @@ def test_private_item_text_is_never_exposed_anywhere(tiny_base, start_worker, wo
             "VERITY_CHECKS": "contamination",
             "VERITY_CORE_BENCHMARKS": "none",
             "OMP_NUM_THREADS": "1",
+            "REDIS_URL": private_redis.url,
         },
     )
     # An inflated claim: a flag is raised, so the triage pages have something to render.
     submission = _submit(tiny_base.repo_id, [{"benchmark": "arc_challenge", "score": 99.0}])
-    _enqueue(submission.id)
+    _enqueue(submission.id, private_redis.url)
     wait_for(
         lambda: ModelSubmission.objects.filter(id=submission.id, status__in=FINISHED).exists(),
         timeout=150,
@@ -163,7 +163,7 @@ def test_private_item_text_is_never_exposed_anywhere(tiny_base, start_worker, wo
         **bodies,
         "database": _database_dump(),
         "worker log": worker.log_text(),
-        "redis": _redis_dump(worker_env.get("REDIS_URL") or settings.REDIS_URL),
+        "redis": _redis_dump(private_redis.url),
     }
     leaked = [place for place, text in places.items() if canary in text]
     assert leaked == [], f"the canary leaked into {leaked}"

@@ -20,7 +20,7 @@ from typing import Any
 
 from verification.backends.base import Backend, BackendError, ProgressCallback
 from verification.benchmarks.base import BenchmarkSpec, Setup, Subsample
-from verification.datasets import datasets_dir_from_env
+from verification.datasets import datasets_dir_or_default
 from verification.records import (
     ChoiceRequest,
     ChoiceScores,
@@ -113,7 +113,7 @@ class OracleBackend(Backend):
     ) -> None:
         self.spec = spec
         self.setup = setup or spec.default_setup
-        data_dir = datasets_dir_from_env(datasets_dir)
+        data_dir = datasets_dir_or_default(datasets_dir)
         loaded = spec.load(data_dir, limit=limit, subsample=subsample)
         context = spec.prepare(data_dir, self.setup)
         self._answers: dict[Any, Any] = {}

@@ -15,6 +15,14 @@
   the logprobs of exactly the choice tokens (``logprob_token_ids``); per-choice log-likelihood
   when an option is not a single token.
 
+Hardware settings (docs/scaling.md): the operator's engine options (verification/config.py:
+tensor and pipeline parallel sizes, GPU memory share, dtype, context window, prefix caching,
+chunked prefill) arrive in ``engine_kwargs``. The dtype is bf16 on GPU unless the operator asked
+for one or the model's config.json says float16/bfloat16 (`choose_dtype`); prefix caching is on
+(few-shot prompts share their exemplars); chunked prefill is vLLM's platform default on GPU and
+off on CPU (see `_start_engine`). describe() records what was asked (``engine``) and what the
+live engine runs with (``engine_config``, read back from vLLM's own config).
+
 On CPU: ``enforce_eager=True``, a small ``max_model_len``, ``VLLM_CPU_KVCACHE_SPACE`` (GiB) set
 before the engine starts; a script creating the engine needs an ``if __name__ == "__main__":``
 guard because vLLM spawns worker processes.
@@ -22,9 +30,11 @@ guard because vLLM spawns worker processes.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from verification.backends.base import Backend, BackendError, ProgressCallback, describe_error
@@ -42,12 +52,55 @@ from verification.records import (
 # vLLM caps logprob_token_ids per request (vllm.sampling_params.MAX_LOGPROB_TOKEN_IDS).
 MAX_CHOICE_TOKENS = 128
 FAILED_FINISH_REASONS = {"abort", "error"}
+# What a GPU serves a model in when neither the operator nor the model's config asks for a half
+# precision: bf16 has fp32's range (no overflow) at half the bytes, and is what 7B-70B models
+# are trained and usually evaluated in.
+GPU_DEFAULT_DTYPE = "bfloat16"
+HALF_DTYPES = ("bfloat16", "float16")
+DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 
 
 def on_cpu() -> bool:
     from vllm.platforms import current_platform
 
     return current_platform.device_type == "cpu"
+
+
+def config_dtype(config: dict[str, Any]) -> str | None:
+    """The dtype a model's config.json declares (`dtype`, older `torch_dtype`, or its text
+    model's), normalised to torch's name; None when it declares none."""
+    for source in (config, config.get("text_config") or {}):
+        value = source.get("dtype") or source.get("torch_dtype")
+        if isinstance(value, str) and value:
+            return value.removeprefix("torch.")
+    return None
+
+
+def read_model_config(model_path: str | Path) -> dict[str, Any]:
+    """The model's config.json ({} when unreadable: vLLM then reports the problem itself)."""
+    try:
+        config = json.loads((Path(model_path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def choose_dtype(requested: str, model_dtype: str | None, cpu: bool) -> tuple[str, str]:
+    """(the dtype to open the engine with, why) — recorded on the run."""
+    if requested != "auto":
+        return requested, "requested"
+    if cpu:
+        return "auto", "vLLM's choice on CPU"
+    if model_dtype in HALF_DTYPES:
+        return model_dtype, f"the model's config.json dtype ({model_dtype})"
+    declared = f"config.json says {model_dtype}" if model_dtype else "config.json declares no dtype"
+    return GPU_DEFAULT_DTYPE, f"{declared}: served in {GPU_DEFAULT_DTYPE} on GPU"
+
+
+def serving_dtype(requested: str, model_dtype: str | None) -> str:
+    """The dtype a GPU worker serves the model in (placement sizes GPU memory with it)."""
+    dtype, _ = choose_dtype(requested, model_dtype, cpu=False)
+    return dtype
 
 
 class VLLMBackend(Backend):
@@ -74,9 +127,14 @@ class VLLMBackend(Backend):
         self.model_path = str(model_path)
         self.model_sha = model_sha
         self.repo_id = repo_id
-        self.max_model_len = int(max_model_len)
+        self.model_config = read_model_config(self.model_path)
+        engine_kwargs = dict(engine_kwargs or {})
+        # The operator's dtype and context window (VLLM_DTYPE, VLLM_MAX_MODEL_LEN) come with the
+        # other engine options; an explicitly requested dtype wins over the operator's.
+        operator_dtype = engine_kwargs.pop("dtype", None)
+        self.max_model_len = self._window(int(max_model_len), engine_kwargs.pop("max_model_len", None))
         self.seed = seed
-        self.dtype = dtype
+        self.dtype = operator_dtype if dtype == "auto" and operator_dtype else dtype
         # The sampled tokens' logprobs (Generation.token_logprobs) for the endpoint check.
         self.token_logprobs = token_logprobs
         try:
@@ -87,8 +145,18 @@ class VLLMBackend(Backend):
         # One caller steps the engine at a time (a runner watchdog may abandon a call in a thread).
         self._engine_lock = threading.Lock()
         self.llm = self._start_engine(
-            enforce_eager, kv_cache_space_gb, gpu_memory_utilization, max_num_seqs, engine_kwargs or {}
+            enforce_eager, kv_cache_space_gb, gpu_memory_utilization, max_num_seqs, engine_kwargs
         )
+
+    def _window(self, requested: int, operator: int | None) -> int:
+        """The context window: the operator's when set, never beyond what the model was built for
+        (vLLM refuses a longer one)."""
+        if not operator:
+            return requested
+        built_for = self.model_config.get("max_position_embeddings") or self.model_config.get("n_positions")
+        if isinstance(built_for, (int, float)) and built_for > 0:
+            return min(int(operator), int(built_for))
+        return int(operator)
 
     def _start_engine(
         self,
@@ -99,17 +167,19 @@ class VLLMBackend(Backend):
         engine_kwargs: dict[str, Any],
     ):
         cpu = on_cpu()
+        self.kv_cache_space_gb: int | None = None
+        self.dtype_requested = self.dtype
+        self.dtype, self.dtype_reason = choose_dtype(self.dtype, config_dtype(self.model_config), cpu)
         if cpu:
-            # vllm-cpu reads the KV cache size (GiB) from the environment when the engine starts.
-            if kv_cache_space_gb is not None:
-                os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(kv_cache_space_gb)
-            else:
-                os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+            # vllm-cpu reads the KV cache size (GiB) from its environment variable when the engine
+            # starts; the operator's value arrives here as a parameter (VLLM_CPU_KVCACHE_SPACE).
+            self.kv_cache_space_gb = kv_cache_space_gb if kv_cache_space_gb is not None else 1
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(self.kv_cache_space_gb)
             # Never split a prompt across engine steps on CPU: vllm-cpu 0.32 crashes ("CPU
             # Generator does not use offset") when a *seeded* request's prefill is chunked.
             # Whole-prompt prefill keeps vLLM's default batch width (throughput).
-            engine_kwargs = {"enable_chunked_prefill": False,
-                             "max_num_batched_tokens": max(4096, self.max_model_len), **engine_kwargs}
+            engine_kwargs = {"max_num_batched_tokens": max(4096, self.max_model_len), **engine_kwargs,
+                             "enable_chunked_prefill": False}
         self.device = "cpu" if cpu else "cuda"
         self.enforce_eager = cpu if enforce_eager is None else enforce_eager
         self.engine_settings: dict[str, Any] = {
@@ -119,6 +189,8 @@ class VLLMBackend(Backend):
             "enforce_eager": self.enforce_eager,
             "generation_config": "vllm",
             "trust_remote_code": False,
+            # Few-shot prompts of one benchmark share their exemplars: their KV blocks are reused.
+            "enable_prefix_caching": True,
             **({} if max_num_seqs is None else {"max_num_seqs": max_num_seqs}),
             **({} if cpu else {"gpu_memory_utilization": gpu_memory_utilization}),
             **engine_kwargs,
@@ -130,7 +202,28 @@ class VLLMBackend(Backend):
         except Exception as error:  # noqa: BLE001 - any start failure is a backend failure
             raise BackendError(f"vLLM could not start on {self.model_path}: {describe_error(error)}") from error
 
+    def engine_config(self) -> dict[str, Any]:
+        """The settings the live engine runs with, read back from vLLM (not what was asked)."""
+        config = self.llm.llm_engine.vllm_config
+        parallel, cache, scheduler = config.parallel_config, config.cache_config, config.scheduler_config
+        return {
+            "dtype": str(config.model_config.dtype).replace("torch.", ""),
+            "max_model_len": config.model_config.max_model_len,
+            "tensor_parallel_size": parallel.tensor_parallel_size,
+            "pipeline_parallel_size": parallel.pipeline_parallel_size,
+            "enable_prefix_caching": bool(cache.enable_prefix_caching),
+            "enable_chunked_prefill": bool(scheduler.enable_chunked_prefill),
+            "max_num_batched_tokens": scheduler.max_num_batched_tokens,
+            "max_num_seqs": scheduler.max_num_seqs,
+            "block_size": cache.block_size,
+            "gpu_memory_utilization": None if self.device == "cpu" else cache.gpu_memory_utilization,
+        }
+
     def describe(self) -> dict[str, Any]:
+        try:
+            live = self.engine_config()
+        except Exception as error:  # noqa: BLE001 - describing must never fail a run
+            live = {"error": describe_error(error)}
         return {
             "backend": self.name,
             "versions": package_versions(),
@@ -138,10 +231,12 @@ class VLLMBackend(Backend):
             "repo_id": self.repo_id,
             "model_sha": self.model_sha,
             "dtype": str(self.llm.llm_engine.model_config.dtype).replace("torch.", ""),
-            "dtype_requested": self.dtype,
+            "dtype_requested": self.dtype_requested,
+            "dtype_reason": self.dtype_reason,
             "device": self.device,
             "engine": {k: v for k, v in self.engine_settings.items()},
-            "kv_cache_space_gb": os.environ.get("VLLM_CPU_KVCACHE_SPACE") if self.device == "cpu" else None,
+            "engine_config": live,
+            "kv_cache_space_gb": self.kv_cache_space_gb,
             "chat_template": self.encoder.has_chat_template,
             "token_logprobs": self.token_logprobs,
         }

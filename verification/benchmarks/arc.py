@@ -46,9 +46,9 @@ class ARCChallengeSpec(ContinuationChoiceSpec):
         if setup.cot or setup.chat_template:
             return "ARC is scored by choice log-likelihood; chain-of-thought and chat template are not supported"
         if setup.shots > 0:
-            from verification.datasets import datasets_dir_from_env
+            from verification.datasets import datasets_dir_or_default
 
-            train = datasets_dir_from_env(self._datasets_dir_hint) / TRAIN_FILE
+            train = datasets_dir_or_default(self._datasets_dir_hint) / TRAIN_FILE
             if not train.is_file():
                 return (
                     f"{setup.shots}-shot ARC needs the ARC train split ({TRAIN_FILE}), which is not "

@@ -1,8 +1,8 @@
 """GPQA (Rein et al. 2023), supported when a maintainer supplies its data.
 
 The authors distribute GPQA password-protected so its questions do not leak into training data,
-so it is never copied into DATASETS_DIR by us: the CSV path comes from configuration (argument,
-or $VERITY_GPQA_CSV). Expected columns (the official CSVs): `Question`, `Correct Answer`,
+so it is never shipped with Verity: a maintainer who has it puts the CSV at
+DATASETS_DIR/gpqa/gpqa_diamond.csv (or passes a path to GPQASpec). Expected columns (the official CSVs): `Question`, `Correct Answer`,
 `Incorrect Answer 1..3`, optional `Record ID`. Choices are shuffled per item with a fixed seed
 (the official files list the correct answer first), the prompt follows lm-eval `gpqa_*_zeroshot`
 ("What is the correct answer to this question: …\nChoices:\n(A) …\nAnswer:") and the letter
@@ -11,7 +11,6 @@ or $VERITY_GPQA_CSV). Expected columns (the official CSVs): `Question`, `Correct
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,8 @@ from verification.benchmarks.multiple_choice import LETTERS, LetterChoiceSpec
 from verification.datasets import file_sha256, read_csv_dicts
 from verification.records import ChoiceRequest
 
-ENV_VAR = "VERITY_GPQA_CSV"
+# Where a maintainer puts the CSV they obtained, inside the benchmark data directory.
+CSV_NAME = "gpqa/gpqa_diamond.csv"
 SHUFFLE_SEED = 0
 
 
@@ -35,14 +35,12 @@ class GPQASpec(LetterChoiceSpec):
         self.title = title
         self._csv_path = Path(csv_path) if csv_path else None
 
-    def csv_path(self) -> Path:
-        path = self._csv_path or (Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else None)
-        if path is None:
-            raise DatasetUnavailable(
-                f"GPQA data is not bundled (it is distributed password-protected); set {ENV_VAR} to the CSV path"
-            )
+    def csv_path(self, datasets_dir: Path) -> Path:
+        path = self._csv_path or Path(datasets_dir) / CSV_NAME
         if not path.is_file():
-            raise DatasetUnavailable(f"GPQA CSV not found: {path}")
+            raise DatasetUnavailable(
+                f"GPQA data is not bundled (it is distributed password-protected); put the CSV at {path}"
+            )
         return path
 
     def unsupported_reason(self, setup: Setup) -> str | None:
@@ -51,7 +49,7 @@ class GPQASpec(LetterChoiceSpec):
         return None
 
     def read_items(self, datasets_dir: Path) -> tuple[list[Item], dict[str, Any]]:
-        path = self.csv_path()
+        path = self.csv_path(datasets_dir)
         items = []
         for index, row in enumerate(read_csv_dicts(path)):
             try:

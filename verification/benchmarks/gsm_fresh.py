@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from verification.benchmarks.gsm8k import gsm8k_style_spec
+
 SLUG = "gsm_fresh"
 # Bump when templates change: results of different versions are not comparable.
 VERSION = "1"
@@ -544,25 +546,20 @@ def items_loader(seed: int | None = None, n_items: int = DEFAULT_N_ITEMS):
     return load
 
 
-def spec(seed: int | None = None, n_items: int = DEFAULT_N_ITEMS):
-    """gsm_fresh as a benchmark: GSM8K's prompts, extraction and scoring over fresh items."""
-    from verification.benchmarks.gsm8k import gsm8k_style_spec
+def version_for(seed: int | None) -> str:
+    """The version a seeded set is stored under: the templates' VERSION and the seed, which
+    together define the items. Results are found again by (benchmark, version, setup), so a
+    base measured with another seed (other items) is never taken for this one's. Fits
+    BenchmarkResult.benchmark_version (32 characters: seeds are below 2**63)."""
+    return VERSION if seed is None else f"{VERSION}-seed{seed}"
 
-    built = gsm8k_style_spec(SLUG, VERSION, items_loader(seed, n_items), title="GSM8K-style fresh variants")
+
+def spec(seed: int | None = None, n_items: int = DEFAULT_N_ITEMS):
+    """gsm_fresh as a benchmark: GSM8K's prompts, extraction and scoring over fresh items. The
+    registry holds a seedless one (every load draws a fresh set); the pipeline builds a seeded one
+    per run so the run's items can be reproduced, versioned by its seed (`version_for`)."""
+    built = gsm8k_style_spec(SLUG, version_for(seed), items_loader(seed, n_items), title="GSM8K-style fresh variants")
     built.public_counterpart = PUBLIC_COUNTERPART  # type: ignore[attr-defined]
     built.heldout = True  # type: ignore[attr-defined]
     return built
 
-
-def register(seed: int | None = None, n_items: int = DEFAULT_N_ITEMS):
-    """Register gsm_fresh in the benchmark registry (idempotent for the seedless default; a
-    seeded spec replaces whatever was registered, for reproducing one run)."""
-    from verification.benchmarks import registry
-
-    try:
-        existing = registry.get(SLUG)
-    except KeyError:
-        existing = None
-    if existing is not None and seed is None:
-        return existing
-    return registry.register(spec(seed, n_items), replace=True)

@@ -2,9 +2,12 @@
 against the item's tests in the sandbox (verification.sandbox; generated code is hostile input).
 
 Stop sequences are the Codex paper's ("\\nclass", "\\ndef", "\\n#", "\\nif", "\\nprint"). A program
-that fails, crashes, runs out of time or memory is simply wrong; only a sandbox that cannot run
-at all is a harness error. The chat template is not supported: a chat reply is not a
-continuation of the function body.
+that fails, crashes, exits with any code, prints anything or runs out of time or memory is simply
+wrong; only a sandbox whose own status channel reports a setup failure is a harness error. Where
+no sandbox can be made (no namespaces), the benchmark is not run at all (`NoSandbox`, raised
+before any generation): generated code never runs unsandboxed. What a program prints is kept
+only as a private excerpt (`sandbox.PRIVATE_OUTPUT_KEY` in the sample's details). The chat
+template is not supported: a chat reply is not a continuation of the function body.
 """
 
 from __future__ import annotations
@@ -14,11 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from verification import sandbox
-from verification.benchmarks.base import BenchmarkSpec, Item, ItemScore, Request, Response, Setup
+from verification.benchmarks.base import BenchmarkSpec, Item, ItemScore, Request, Response, Setup, UnsupportedSetup
 from verification.datasets import read_records
 from verification.records import Generation, GenerationRequest, SamplingParams
 
 STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
+
+
+class NoSandbox(UnsupportedSetup):
+    """HumanEval cannot be run here: generated code only ever runs in the sandbox, and this
+    machine cannot make one. The message starts "not run: no sandbox" and says why."""
 
 
 def truncate_at_stop(completion: str, stops: tuple[str, ...] = STOP) -> str:
@@ -54,6 +62,13 @@ class HumanEvalSpec(BenchmarkSpec):
         path, source = self.data_file(datasets_dir, "humaneval/HumanEval.jsonl.gz")
         items = [Item(i, row["task_id"], dict(row)) for i, row in enumerate(read_records(path))]
         return items, source
+
+    def prepare(self, datasets_dir: Path, setup: Setup) -> Any:
+        """Refuse the whole benchmark, before anything is generated or run, without a sandbox."""
+        reason = sandbox.unavailable_reason(self.limits)
+        if reason is not None:
+            raise NoSandbox(f"not run: no sandbox: {reason.removeprefix('no sandbox: ')}")
+        return None
 
     def sampling_params(self, setup: Setup) -> SamplingParams:
         return SamplingParams(temperature=0.0, max_tokens=512, stop=STOP)

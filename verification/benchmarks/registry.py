@@ -1,10 +1,11 @@
 """The benchmark registry: slug -> versioned spec.
 
-Built-in public sets are registered on first use. Extra benchmarks (private held-out sets,
-fresh GSM8K-style variants) are added at runtime with `register(spec)`, e.g.
+The built-in sets (the public benchmarks and a seedless gsm_fresh) are registered on first use.
+Extra benchmarks, such as the maintainers' private held-out sets, are added at runtime with
+`register(spec)`, e.g.
 
     from verification.benchmarks.gsm8k import gsm8k_style_spec
-    register(gsm8k_style_spec("gsm_fresh", "seed7-v1", my_loader))
+    register(gsm8k_style_spec("my_heldout", "v1", my_loader))
 
 Registering a different spec under an existing slug needs `replace=True` (a slug+version must
 always mean the same benchmark).
@@ -14,15 +15,17 @@ from __future__ import annotations
 
 import threading
 
-# Re-exported: the contract's names are importable from the registry module.
-from verification.benchmarks.base import (  # noqa: F401
-    BenchmarkSpec,
-    DatasetUnavailable,
-    LoadedDataset,
-    Setup,
-    Subsample,
-    UnsupportedSetup,
-)
+from verification.benchmarks import gsm_fresh
+from verification.benchmarks.arc import ARCChallengeSpec
+from verification.benchmarks.base import BenchmarkSpec
+from verification.benchmarks.gpqa import GPQASpec
+from verification.benchmarks.gsm8k import GSM8KSpec
+from verification.benchmarks.humaneval import HumanEvalSpec
+from verification.benchmarks.ifeval import IFEvalSpec
+from verification.benchmarks.math_problems import MathSpec
+from verification.benchmarks.mmlu import MMLUSpec
+from verification.benchmarks.truthfulqa import TruthfulQAMC1Spec, TruthfulQAMC2Spec
+from verification.benchmarks.xstest import XSTestSpec
 
 _lock = threading.Lock()
 _specs: dict[str, BenchmarkSpec] = {}
@@ -30,16 +33,6 @@ _builtins_loaded = False
 
 
 def _builtin_specs() -> list[BenchmarkSpec]:
-    from verification.benchmarks import gsm_fresh
-    from verification.benchmarks.arc import ARCChallengeSpec
-    from verification.benchmarks.gpqa import GPQASpec
-    from verification.benchmarks.gsm8k import GSM8KSpec
-    from verification.benchmarks.humaneval import HumanEvalSpec
-    from verification.benchmarks.ifeval import IFEvalSpec
-    from verification.benchmarks.math_problems import MathSpec
-    from verification.benchmarks.mmlu import MMLUSpec
-    from verification.benchmarks.truthfulqa import TruthfulQAMC1Spec, TruthfulQAMC2Spec
-
     return [
         GSM8KSpec(),
         MMLUSpec(),
@@ -51,6 +44,7 @@ def _builtin_specs() -> list[BenchmarkSpec]:
         HumanEvalSpec(),
         IFEvalSpec(),
         GPQASpec(),
+        XSTestSpec(),
         # Seedless: each load draws a fresh set; the pipeline builds a seeded spec per run.
         gsm_fresh.spec(),
     ]

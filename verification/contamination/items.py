@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from verification.benchmarks import gsm_fresh
+from verification.benchmarks import gsm_fresh, registry
 from verification.datasets import read_jsonl
 
 SKYWORK_REF_FILE = "skywork_gsm8k_ref/mock_gsm8k_test_public.jsonl"
@@ -47,17 +47,8 @@ def _gsm8k_split(datasets_dir: Path, split: str) -> list[dict[str, Any]]:
 
 def _registry_items(slug: str, datasets_dir: Path, limit: int | None) -> list[ProbeItem] | None:
     try:
-        from verification.benchmarks import registry  # written by the scoring engineer
-    except ImportError:
-        return None
-    getter = getattr(registry, "get", None) or getattr(registry, "get_spec", None)
-    if getter is None:
-        return None
-    try:
-        spec = getter(slug)
-    except (KeyError, LookupError, ValueError):
-        return None
-    if spec is None:
+        spec = registry.get(slug)
+    except KeyError:
         return None
     dataset = spec.load(datasets_dir, limit=limit)
     items = []

@@ -372,6 +372,65 @@ def _check_endpoint(
     if model_dir is None:
         raise ValueError("check_endpoint needs the weights' directory (for its tokenizer and chat template)")
     started = time.monotonic()
+    section, endpoint = _open_endpoint(
+        endpoint_url, endpoint_model, allow_loopback, blocked_hostports, api_key, policy
+    )
+    if endpoint is None:
+        return section, []
+    if not _read_model_listing(endpoint, section, endpoint_model):
+        section["timings"] = {"total_s": round(time.monotonic() - started, 3)}
+        return section, []
+
+    tokenizer = _load_tokenizer(Path(model_dir))
+    chat = _has_chat_template(tokenizer)
+    prompt_list = list(prompts if prompts is not None else DEFAULT_PROMPTS)[:n_prompts]
+    greedy_params = SamplingParams(temperature=0.0, max_tokens=greedy_max_tokens)
+    sampling_params = SamplingParams(temperature=temperature, top_p=1.0, max_tokens=max_tokens, seed=seed)
+    _record_decoding(section, chat, greedy_params, sampling_params, samples_per_prompt, len(prompt_list))
+
+    # Endpoint first: when it cannot answer there is no reason to spend the weights' compute.
+    greedy_requests = [GenerationRequest(p, greedy_params, chat=chat) for p in prompt_list]
+    greedy_endpoint = endpoint.generate(greedy_requests)
+    if greedy_endpoint and all(g.error for g in greedy_endpoint):
+        _record_dead_endpoint(section, greedy_endpoint)
+        section["timings"] = {"total_s": round(time.monotonic() - started, 3)}
+        return section, []
+
+    section["identity"] = _identity_probes(endpoint, weights_backend, chat, max_tokens=greedy_max_tokens)
+    greedy_weights = weights_backend.generate(greedy_requests)
+    section["greedy"] = _greedy_comparison(prompt_list, greedy_endpoint, greedy_weights)
+    section["logprobs"] = _logprob_comparison(tokenizer, prompt_list, greedy_endpoint, weights_backend, chat)
+    t_greedy = time.monotonic()
+
+    sampled_endpoint, sampled_weights = _sample_both_sides(
+        endpoint, weights_backend, prompt_list, samples_per_prompt, sampling_params, chat, seed
+    )
+    t_sampling = time.monotonic()
+    counts = _record_errors(
+        section, endpoint, [greedy_endpoint, *sampled_endpoint], [greedy_weights, *sampled_weights]
+    )
+    _record_mmd(
+        section, prompt_list, sampled_endpoint, sampled_weights, n_permutations, seed, alpha, sampling_params,
+        samples_per_prompt,
+    )
+    section["timings"] = {
+        "greedy_s": round(t_greedy - started, 3),
+        "sampling_s": round(t_sampling - t_greedy, 3),
+        "total_s": round(time.monotonic() - started, 3),
+    }
+    return _conclude(section, counts, alpha)
+
+
+def _open_endpoint(
+    endpoint_url: str,
+    endpoint_model: str | None,
+    allow_loopback: bool,
+    blocked_hostports: set[str] | frozenset[str],
+    api_key: str | None,
+    policy: HttpPolicy | None,
+) -> tuple[dict[str, Any], OpenAIHTTPBackend | None]:
+    """The section to fill and a client for the endpoint; no client (status "refused") when the
+    URL is one the check must not call."""
     try:
         clean_url = validate_endpoint_url(
             endpoint_url, allow_loopback=allow_loopback, blocked_hostports=set(blocked_hostports)
@@ -379,9 +438,7 @@ def _check_endpoint(
     except EndpointURLError as exc:
         section = _base_section("", endpoint_model)
         section.update(status="refused", reason=str(exc))
-        return section, []
-    section = _base_section(clean_url, endpoint_model)
-
+        return section, None
     endpoint = OpenAIHTTPBackend(
         clean_url,
         model=endpoint_model,
@@ -391,6 +448,12 @@ def _check_endpoint(
         policy=policy,
         want_logprobs=True,
     )
+    return _base_section(clean_url, endpoint_model), endpoint
+
+
+def _read_model_listing(endpoint: OpenAIHTTPBackend, section: dict[str, Any], endpoint_model: str | None) -> bool:
+    """Ask /v1/models which models the endpoint serves (and pick one when the claims name none).
+    False, with the section's status and reason set, when the check cannot go on."""
     try:
         listed = endpoint.list_models()
         section["models_listed"] = listed[:20]
@@ -406,84 +469,115 @@ def _check_endpoint(
         if endpoint_model is None or exc.kind in {"unreachable", "timeout", "refused"}:
             status = "unreachable" if exc.kind in {"unreachable", "timeout", "rate_limited"} else "error"
             section.update(status=status if exc.kind != "refused" else "refused", reason=exc.describe())
-            section["timings"] = {"total_s": round(time.monotonic() - started, 3)}
-            return section, []
+            return False
         # Some APIs have no /v1/models; the claimed model name is enough to go on.
         section["models_listed"] = None
         section["model_source"] = "claims"
         section["listing_error"] = exc.describe()
+    return True
 
-    tokenizer = _load_tokenizer(Path(model_dir))
-    chat = _has_chat_template(tokenizer)
-    prompt_list = list(prompts if prompts is not None else DEFAULT_PROMPTS)[:n_prompts]
-    greedy_params = SamplingParams(temperature=0.0, max_tokens=greedy_max_tokens)
-    sampling_params = SamplingParams(temperature=temperature, top_p=1.0, max_tokens=max_tokens, seed=seed)
+
+def _record_decoding(
+    section: dict[str, Any],
+    chat: bool,
+    greedy_params: SamplingParams,
+    sampling_params: SamplingParams,
+    samples_per_prompt: int,
+    n_prompts: int,
+) -> None:
     section["mode"] = "chat" if chat else "completions"
     section["decoding"] = {
         "greedy": greedy_params.as_dict(),
         "sampling": {**sampling_params.as_dict(), "samples_per_prompt": samples_per_prompt},
         "chat_template": "weights' tokenizer template" if chat else "none (plain completions)",
     }
-    section["n_prompts"] = len(prompt_list)
+    section["n_prompts"] = n_prompts
 
-    # Endpoint first: when it cannot answer there is no reason to spend the weights' compute.
-    greedy_requests = [GenerationRequest(p, greedy_params, chat=chat) for p in prompt_list]
-    greedy_endpoint = endpoint.generate(greedy_requests)
-    if greedy_endpoint and all(g.error for g in greedy_endpoint):
-        total, n_errors, kinds = _count_errors([greedy_endpoint])
-        section.update(
-            status=_status_for_errors(kinds, n_errors),
-            reason=f"every greedy request failed; first: {greedy_endpoint[0].error}",
-            errors={"endpoint": {"n_requests": total, "n_errors": n_errors, "by_kind": kinds}},
-        )
-        section["timings"] = {"total_s": round(time.monotonic() - started, 3)}
-        return section, []
 
-    section["identity"] = _identity_probes(endpoint, weights_backend, chat, max_tokens=greedy_max_tokens)
-    greedy_weights = weights_backend.generate(greedy_requests)
-    section["greedy"] = _greedy_comparison(prompt_list, greedy_endpoint, greedy_weights)
-    section["logprobs"] = _logprob_comparison(tokenizer, prompt_list, greedy_endpoint, weights_backend, chat)
-    t_greedy = time.monotonic()
+def _record_dead_endpoint(section: dict[str, Any], greedy_endpoint: list[Generation]) -> None:
+    """Every greedy request failed: the status says why, and no comparison is made."""
+    total, n_errors, kinds = _count_errors([greedy_endpoint])
+    section.update(
+        status=_status_for_errors(kinds, n_errors),
+        reason=f"every greedy request failed; first: {greedy_endpoint[0].error}",
+        errors={"endpoint": {"n_requests": total, "n_errors": n_errors, "by_kind": kinds}},
+    )
 
+
+def _sample_both_sides(
+    endpoint: Backend,
+    weights_backend: Backend,
+    prompt_list: Sequence[str],
+    samples_per_prompt: int,
+    sampling_params: SamplingParams,
+    chat: bool,
+    seed: int,
+) -> tuple[list[list[Generation]], list[list[Generation]]]:
+    """The MMD test's samples: the endpoint's, then the weights' (skipped when the endpoint's
+    failures already rule out a verdict)."""
     sampled_endpoint = _sample(endpoint, prompt_list, samples_per_prompt, sampling_params, chat)
     # The weights' seeds must differ from the endpoint's: same seeds on the same engine would
     # make the two samples identical copies, not independent draws.
     weights_params = SamplingParams(
-        temperature=temperature, top_p=1.0, max_tokens=max_tokens, seed=seed + WEIGHTS_SEED_OFFSET
+        temperature=sampling_params.temperature,
+        top_p=1.0,
+        max_tokens=sampling_params.max_tokens,
+        seed=seed + WEIGHTS_SEED_OFFSET,
     )
     _, sampling_errors, _ = _count_errors(sampled_endpoint)
     if sampling_errors > MAX_ERROR_RATE * len(prompt_list) * samples_per_prompt:
         # No verdict can come out of this run: spare the weights' compute.
-        sampled_weights: list[list[Generation]] = [[] for _ in prompt_list]
-    else:
-        sampled_weights = _sample(weights_backend, prompt_list, samples_per_prompt, weights_params, chat)
-    t_sampling = time.monotonic()
+        return sampled_endpoint, [[] for _ in prompt_list]
+    return sampled_endpoint, _sample(weights_backend, prompt_list, samples_per_prompt, weights_params, chat)
 
-    e_total, e_errors, e_kinds = _count_errors([greedy_endpoint, *sampled_endpoint])
-    w_total, w_errors, w_kinds = _count_errors([greedy_weights, *sampled_weights])
+
+def _record_errors(
+    section: dict[str, Any],
+    endpoint: OpenAIHTTPBackend,
+    endpoint_groups: list[list[Generation]],
+    weights_groups: list[list[Generation]],
+) -> dict[str, tuple[int, int, dict[str, int]]]:
+    """Failed requests on each side, in the section; returns {side: (total, errors, by kind)}."""
+    e_total, e_errors, e_kinds = _count_errors(endpoint_groups)
+    w_total, w_errors, w_kinds = _count_errors(weights_groups)
     section["errors"] = {
         "endpoint": {"n_requests": e_total, "n_errors": e_errors, "by_kind": e_kinds,
-                     "examples": _error_examples([greedy_endpoint, *sampled_endpoint])},
+                     "examples": _error_examples(endpoint_groups)},
         "weights": {"n_requests": w_total, "n_errors": w_errors, "by_kind": w_kinds,
-                    "examples": _error_examples([greedy_weights, *sampled_weights])},
+                    "examples": _error_examples(weights_groups)},
         "max_error_rate": MAX_ERROR_RATE,
     }
     section["http"] = dict(endpoint.client.stats)
+    return {"endpoint": (e_total, e_errors, e_kinds), "weights": (w_total, w_errors, w_kinds)}
 
+
+def _record_mmd(
+    section: dict[str, Any],
+    prompt_list: Sequence[str],
+    sampled_endpoint: list[list[Generation]],
+    sampled_weights: list[list[Generation]],
+    n_permutations: int,
+    seed: int,
+    alpha: float,
+    sampling_params: SamplingParams,
+    samples_per_prompt: int,
+) -> None:
     endpoint_texts, weights_texts = _texts(sampled_endpoint), _texts(sampled_weights)
     try:
         mmd = mmd_test(endpoint_texts, weights_texts, n_permutations=n_permutations, seed=seed)
-        section["mmd"] = {**mmd.as_dict(), "alpha": alpha, "temperature": temperature,
+        section["mmd"] = {**mmd.as_dict(), "alpha": alpha, "temperature": sampling_params.temperature,
                           "samples_per_prompt": samples_per_prompt,
                           "examples": _sample_examples(prompt_list, endpoint_texts, weights_texts)}
     except ValueError as exc:
         section["mmd"] = {"p_value": None, "reason": str(exc)}
-    section["timings"] = {
-        "greedy_s": round(t_greedy - started, 3),
-        "sampling_s": round(t_sampling - t_greedy, 3),
-        "total_s": round(time.monotonic() - started, 3),
-    }
 
+
+def _conclude(
+    section: dict[str, Any], counts: dict[str, tuple[int, int, dict[str, int]]], alpha: float
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The verdict, unless too many requests failed on either side to draw one."""
+    e_total, e_errors, e_kinds = counts["endpoint"]
+    w_total, w_errors, _ = counts["weights"]
     if e_errors > MAX_ERROR_RATE * e_total:
         section.update(
             status=_status_for_errors(e_kinds, e_errors),

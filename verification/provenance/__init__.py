@@ -1,4 +1,4 @@
-"""Provenance checks (issue 7): config/tokenizer diff, nearest base by weight distance, LoRA
+"""Provenance checks: config/tokenizer diff, nearest base by weight distance, LoRA
 signature, untrained added tokens, hygiene facts. See core.py; methods.md §4.
 
 Two entry points:

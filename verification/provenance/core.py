@@ -1,4 +1,4 @@
-"""Provenance: is the model what it says it is? (issue 7, methods.md §4)
+"""Provenance: is the model what it says it is? (methods.md §4)
 
 `check_provenance(model_dir, base_dir, ...)` runs, on local directories only (the pipeline has
 already pinned and fetched them):
@@ -36,7 +36,7 @@ def torch_threads(count: int | None) -> Iterator[None]:
 
     Why one by default: the work here is streamed reductions over 1M-element slices and small
     SVDs, where the thread pools' wake-ups and spinning cost far more than they save. Measured on
-    the 1.08 GB benchmark (benchmarks/provenance_memory.py, 2-core machine): 7.8 s CPU / 36 s wall
+    the 1.08 GB benchmark (performance/provenance_memory.py, 2-core machine): 7.8 s CPU / 36 s wall
     with one thread, 83.5 s CPU / 98 s wall with torch's default of two."""
     import torch
 

@@ -287,15 +287,14 @@ class BaseDecision:
         }
 
 
-def decide_base(sub: WeightIndex, claimed: CandidateDistances, others: list[CandidateDistances]) -> BaseDecision:
-    names = sub.names()
-    decision_names = [n for n in names if is_decision_tensor(sub, n)]
-    everyone = [claimed, *others]
-    compared = [c for c in everyone if c.skipped is None]
-    candidate_rows = []
+def _candidate_rows(
+    everyone: list[CandidateDistances], claimed: CandidateDistances, decision_names: list[str]
+) -> list[dict]:
+    """One summary row per base compared (the claimed one first), as the section lists them."""
+    rows = []
     for candidate in everyone:
         wins, total = _wins(candidate, claimed, decision_names) if candidate is not claimed else (0, 0)
-        candidate_rows.append(
+        rows.append(
             {
                 "name": candidate.name,
                 "claimed": candidate is claimed,
@@ -307,6 +306,15 @@ def decide_base(sub: WeightIndex, claimed: CandidateDistances, others: list[Cand
                 "nearer_than_claimed_in": wins if candidate is not claimed else None,
             }
         )
+    return rows
+
+
+def decide_base(sub: WeightIndex, claimed: CandidateDistances, others: list[CandidateDistances]) -> BaseDecision:
+    names = sub.names()
+    decision_names = [n for n in names if is_decision_tensor(sub, n)]
+    everyone = [claimed, *others]
+    compared = [c for c in everyone if c.skipped is None]
+    candidate_rows = _candidate_rows(everyone, claimed, decision_names)
     layers = per_layer_rows(everyone, decision_names, names)
     ranked = sorted(
         (c for c in compared if c.median_relative(decision_names) is not None),

@@ -30,12 +30,18 @@ failing that, exact singular values (torch.linalg.svdvals) up to EXACT_SVD_MAX_D
 RANDOMIZED_RANK values by randomized SVD (Halko et al., torch.svd_lowrank), which recovers an
 exactly low-rank matrix's spectrum; the total energy is exact either way. For very large models
 only a sample of layers is analysed (all matrices of evenly spaced layers).
+
+Memory: a matrix's reductions (energy, norm, rounding floor, stored precision) run over slices of
+SLICE_ELEMENTS, so the float64 temporaries are a few MB whatever the matrix; what a matrix costs
+is the two weights and their delta in float32 (3x the matrix: 2.8 GB for a 70B model's largest
+MLP matrix, against the 280 GB of the two models).
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 ENERGY = 0.99
@@ -49,6 +55,25 @@ RANDOMIZED_RANK = 256
 FIRST_LOOK_RANK = 33
 # Relative ‖Δ‖_F/‖W_b‖_F at or below which a matrix is unchanged without further analysis.
 UNCHANGED_RELATIVE = 1e-7
+SLICE_ELEMENTS = 1 << 18  # 2 MB per float64 temporary
+
+
+def _slices(tensor) -> Iterator:
+    """Consecutive 1-D views of at most SLICE_ELEMENTS elements (no copy of a contiguous tensor)."""
+    flat = tensor.reshape(-1)
+    for start in range(0, flat.numel(), SLICE_ELEMENTS):
+        yield flat[start : start + SLICE_ELEMENTS]
+
+
+def squared_norm(tensor) -> float:
+    """‖tensor‖_F², accumulated in float64 slice by slice."""
+    import torch
+
+    total = 0.0
+    for piece in _slices(tensor):
+        wide = piece.double()
+        total += float(torch.dot(wide, wide))
+    return total
 
 
 def low_rank_limit(shape: tuple[int, ...]) -> int:
@@ -126,7 +151,7 @@ def storage_precision(stored_dtype: str, weight) -> int:
 
     precision = DTYPE_PRECISION.get(stored_dtype.upper(), 24)
     if stored_dtype.upper() == "F32" and weight.dtype == torch.float32 and weight.numel():
-        if bool(((weight.contiguous().view(torch.int32) & 0xFFFF) == 0).all()):
+        if all(bool(((piece.view(torch.int32) & 0xFFFF) == 0).all()) for piece in _slices(weight.contiguous())):
             precision = DTYPE_PRECISION["BF16"]
     return precision
 
@@ -135,10 +160,14 @@ def rounding_energy(weight, precision: int) -> float:
     """Expected ‖rounding error‖_F² of storing `weight` with `precision` significand bits."""
     import torch
 
-    _, exponent = torch.frexp(weight.double())  # x = m·2^e, m ∈ [0.5, 1): ⌊log2|x|⌋ = e − 1
-    ulp = torch.ldexp(torch.ones_like(weight, dtype=torch.float64), exponent - precision)
-    ulp = torch.where(weight == 0, torch.zeros_like(ulp), ulp)
-    return float((ulp**2).sum()) / 12.0
+    total = 0.0
+    for piece in _slices(weight):
+        wide = piece.double()
+        _, exponent = torch.frexp(wide)  # x = m·2^e, m ∈ [0.5, 1): ⌊log2|x|⌋ = e − 1
+        ulp = torch.ldexp(torch.ones_like(wide), exponent - precision)
+        ulp = torch.where(wide == 0, torch.zeros_like(ulp), ulp)
+        total += float((ulp**2).sum())
+    return total / 12.0
 
 
 def floor_rank(values: list[float], total_energy: float, floor_energy: float, limit: int) -> int | None:
@@ -155,11 +184,9 @@ def floor_rank(values: list[float], total_energy: float, floor_energy: float, li
 def analyse_delta(tensor_name: str, weight, base_weight, stored_dtype: str = "F32") -> MatrixRank:
     """Classify Δ = weight − base_weight (2-D float32 tensors of equal shape); `stored_dtype` is the
     safetensors dtype the submitted weight was stored in."""
-    import torch
-
     delta = weight - base_weight
-    total = float(torch.sum(delta.double() ** 2))
-    base_norm = float(torch.linalg.vector_norm(base_weight.double()))
+    total = squared_norm(delta)
+    base_norm = math.sqrt(squared_norm(base_weight))
     relative = math.sqrt(total) / base_norm if base_norm > 0 else (0.0 if total == 0 else math.inf)
     shape = tuple(delta.shape)
     floor_energy = rounding_energy(weight, storage_precision(stored_dtype, weight))

@@ -62,14 +62,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--limit", type=int, default=DEMO_BENCHMARK_LIMIT, help="items per benchmark")
-        parser.add_argument("--checks", default=os.environ.get("VERITY_CHECKS", ""),
-                            help="VERITY_CHECKS for the demo runs (default: all checks)")
+        parser.add_argument("--backend", default="transformers", choices=("transformers", "vllm"),
+                            help="inference backend of the demo runs (default transformers: the models are tiny)")
+        parser.add_argument("--checks", default=None,
+                            help="checks for the demo runs, e.g. provenance,endpoint (default: VERITY_CHECKS)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         hf_cache = self._prepare_environment(options)
         from celery import current_app
 
-        import workers.celery_app  # noqa: F401  (configures the app the tasks are bound to)
+        import workers.tasks  # noqa: F401  (registers the tasks that run eagerly here)
 
         # Eager: the same task functions, run here, nothing sent to the broker.
         current_app.conf.task_always_eager = True
@@ -89,11 +91,11 @@ class Command(BaseCommand):
         hf_cache.mkdir(parents=True, exist_ok=True)
         os.environ["HF_HUB_CACHE"] = str(hf_cache)
         os.environ["HF_HUB_OFFLINE"] = "1"  # the demo models exist only in this cache
-        os.environ.setdefault("VERITY_CORE_BENCHMARKS", "none")  # claimed benchmarks only: quick
-        if options["checks"]:
-            os.environ["VERITY_CHECKS"] = options["checks"]
+        settings.CORE_BENCHMARKS = ()  # claimed benchmarks only: quick
+        if options["checks"] is not None:
+            settings.CHECKS = tuple(c.strip() for c in options["checks"].split(",") if c.strip() and c != "none")
         settings.DEFAULT_EVAL_LIMIT = options["limit"]
-        settings.INFERENCE_BACKEND = os.environ.get("INFERENCE_BACKEND", "transformers")
+        settings.INFERENCE_BACKEND = options["backend"]
         return hf_cache
 
     def _demo_user(self):
@@ -147,7 +149,8 @@ class Command(BaseCommand):
         from verification import tinymodels as tm
 
         sha = tm.install_in_hf_cache(folder, hf_cache, model.repo_id)
-        done = ModelSubmission.objects.filter(repo_id=model.repo_id, pinned_sha=sha, status__in=("verified", "flagged"))
+        concluded = (ModelSubmission.Status.VERIFIED, ModelSubmission.Status.FLAGGED, ModelSubmission.Status.INCOMPLETE)
+        done = ModelSubmission.objects.filter(repo_id=model.repo_id, pinned_sha=sha, status__in=concluded)
         if done.exists():
             self.stdout.write(f"{model.repo_id}: already published")
             return

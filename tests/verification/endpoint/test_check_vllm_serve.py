@@ -13,7 +13,7 @@ from verification.endpoint.check import check_endpoint
 
 pytestmark = pytest.mark.slow
 
-# Small but, per benchmarks/endpoint_power.py, well powered at the default temperature (0.3):
+# Small but, per performance/endpoint_power.py, well powered at the default temperature (0.3):
 # 10 prompts x 8 samples had 96% power against tiny-other at alpha 0.01 (32 tokens).
 SETTINGS = dict(seed=0, n_prompts=10, samples_per_prompt=8, max_tokens=16, greedy_max_tokens=24,
                 n_permutations=500, allow_loopback=True)

@@ -7,7 +7,7 @@ verification.endpoint.check. Then, for each samples-per-prompt k, repeatedly sub
 completions per prompt from each pool (without replacement) and runs the MMD permutation test:
 rejection rate against B = power, against A = false-positive rate (should be ~alpha).
 
-    .venv/bin/python benchmarks/endpoint_power.py --served var/test-models/<key>/tiny-base \\
+    .venv/bin/python performance/endpoint_power.py --served var/test-models/<key>/tiny-base \\
         --different var/test-models/<key>/tiny-other --prompts 10 --pool 30 --temperatures 0.3,0.7,1.0
 
 Subsampling from a finite pool slightly overstates power for k close to the pool size; keep the

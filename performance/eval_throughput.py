@@ -16,7 +16,7 @@ installed under another name, so the lm-eval subprocess gets a metadata-only ali
 (version with `+cpu`, from which vLLM infers the CPU platform) in a temporary directory on its
 PYTHONPATH. Nothing is installed into the venv.
 
-    .venv/bin/python benchmarks/eval_throughput.py [--gsm8k-limit 50] [--mmlu-limit 100]
+    .venv/bin/python performance/eval_throughput.py [--gsm8k-limit 50] [--mmlu-limit 100]
         [--backend vllm|transformers] [--model DIR] [--json OUT]
 """
 

@@ -1,8 +1,8 @@
 """Load test of the public site: 10,000 models with 100,000 results in PostgreSQL, then the
 leaderboard page and the JSON API under concurrent load through gunicorn.
 
-    .venv/bin/python benchmarks/site_load.py                 # seed (if needed) + measure
-    .venv/bin/python benchmarks/site_load.py --reseed --duration 20 --concurrency 8
+    .venv/bin/python performance/site_load.py                 # seed (if needed) + measure
+    .venv/bin/python performance/site_load.py --reseed --duration 20 --concurrency 8
 
 It uses a database of its own (default `verity_load` on the DATABASE_URL server), whose schema is
 created from the current models (no migrations needed), so it never touches dev or test data.
@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -101,6 +102,32 @@ def _sha(i: int, salt: str = "") -> str:
     return hashlib.sha1(f"{salt}{i}".encode()).hexdigest()
 
 
+def _random_results(rng: random.Random, run: Any) -> tuple[dict[str, Any], dict[str, float]]:
+    """One model's results ({slug: BenchmarkResult}, unsaved) around a random skill, and the
+    scores it claims (about 30% of benchmarks, a few far above the measurement)."""
+    from leaderboard.models import BenchmarkResult
+    from verification.stats import wilson_interval
+
+    per_model, claimed = {}, {}
+    skill = rng.uniform(0.1, 0.9)
+    for slug in BENCHMARKS[:RESULTS_PER_MODEL]:
+        n = 500
+        correct = max(0, min(n, int(rng.gauss(skill, 0.1) * n)))
+        low, high = wilson_interval(correct, n)
+        measured = 100 * correct / n
+        claim = None
+        if rng.random() < 0.3:
+            claim = round(min(100.0, measured + rng.choice([0.5, 1.0, 2.0, 12.0])), 1)
+            claimed[slug] = claim
+        per_model[slug] = BenchmarkResult(
+            run=run, benchmark=slug, benchmark_version="1", setup={"shots": 0}, setup_key='{"shots":0}',
+            measured=measured, ci_low=min(100 * low, measured), ci_high=max(100 * high, measured), n=n,
+            claimed=claim, verdict=("inconsistent" if claim and claim - measured > 10 else
+                                    "consistent" if claim else "unclaimed"),
+        )
+    return per_model, claimed
+
+
 def seed(n_models: int, seed_value: int = 0) -> None:
     """Bulk-insert submissions, runs, results, claims, flags, then the precomputed rows (built with
     the same entry_values/badge rules as the live service)."""
@@ -116,7 +143,6 @@ def seed(n_models: int, seed_value: int = 0) -> None:
         ModelSubmission,
     )
     from leaderboard.services.leaderboard import entry_values, size_class_for
-    from verification.stats import wilson_interval
 
     rng = random.Random(seed_value)
     started = time.monotonic()
@@ -140,26 +166,8 @@ def seed(n_models: int, seed_value: int = 0) -> None:
             )
             results, claims, flags, entries = [], [], [], []
             for submission, run in zip(submissions, runs):
-                per_model = {}
-                claimed = {}
-                skill = rng.uniform(0.1, 0.9)
-                for slug in BENCHMARKS[:RESULTS_PER_MODEL]:
-                    n = 500
-                    correct = max(0, min(n, int(rng.gauss(skill, 0.1) * n)))
-                    low, high = wilson_interval(correct, n)
-                    measured = 100 * correct / n
-                    claim = None
-                    if rng.random() < 0.3:
-                        claim = round(min(100.0, measured + rng.choice([0.5, 1.0, 2.0, 12.0])), 1)
-                        claimed[slug] = claim
-                    result = BenchmarkResult(
-                        run=run, benchmark=slug, benchmark_version="1", setup={"shots": 0}, setup_key='{"shots":0}',
-                        measured=measured, ci_low=min(100 * low, measured), ci_high=max(100 * high, measured), n=n,
-                        claimed=claim, verdict=("inconsistent" if claim and claim - measured > 10 else
-                                                "consistent" if claim else "unclaimed"),
-                    )
-                    results.append(result)
-                    per_model[slug] = result
+                per_model, claimed = _random_results(rng, run)
+                results.extend(per_model.values())
                 claims.extend(Claim(submission=submission, benchmark=slug, score=score) for slug, score in claimed.items())
                 flagged = any(r.verdict == "inconsistent" for r in per_model.values())
                 if flagged:

@@ -1,4 +1,4 @@
-"""leaderboard.services.pipeline's wiring on the real PostgreSQL: a raised flag e-mails the author
+"""The workers' wiring on the real PostgreSQL: a raised flag e-mails the author
 once committed, and registered KnownBase rows of the same weight shapes become provenance
 candidates."""
 
@@ -11,7 +11,9 @@ from django.contrib.auth import get_user_model
 from django.core import mail
 
 from leaderboard.models import KnownBase, ModelSubmission
-from leaderboard.services import pipeline
+from leaderboard.services.flags import do_raise_flag
+from verification import pipeline
+from workers import steps
 from verification.checks import ModelRef
 from verification.compare import make_flag
 from verification.provenance import shape_signature
@@ -24,7 +26,7 @@ def test_a_flag_raised_by_the_pipeline_emails_the_author_after_commit(django_cap
     submission = ModelSubmission.objects.create(repo_id="org/flagged", submitter=author)
     flag = make_flag("score_mismatch", "critical", "claimed 90.0 on mmlu, measured 30.0", {}, benchmark="mmlu")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        created = pipeline._raise_flag(submission, None, flag)
+        created = do_raise_flag(submission, None, flag)
     assert mail.outbox == []  # nothing is sent for a flag that may still roll back
     for callback in callbacks:
         callback()
@@ -32,7 +34,7 @@ def test_a_flag_raised_by_the_pipeline_emails_the_author_after_commit(django_cap
     assert "score_mismatch" in mail.outbox[0].subject and str(created.id) in mail.outbox[0].body
     # The same finding seen again is a note on the open flag: no second e-mail.
     with django_capture_on_commit_callbacks(execute=True):
-        again = pipeline._raise_flag(submission, None, flag)
+        again = do_raise_flag(submission, None, flag)
     assert again.id == created.id and len(mail.outbox) == 1
 
 
@@ -45,7 +47,11 @@ def test_known_bases_with_matching_shapes_become_provenance_candidates(
     KnownBase.objects.create(repo_id=tiny_base.repo_id, shape_signature=shape_signature(tiny_base.path))
     model = ModelRef(tiny_base.repo_id, tiny_base.repo_id, tiny_base.sha, tiny_base.path)
     with ExitStack() as stack:
-        refs = pipeline._known_base_candidates(model, None, pipeline.model_cache(), stack)
+        candidates = [
+            pipeline.CandidateSource(k.repo_id, k.revision or None, k.shape_signature)
+            for k in KnownBase.objects.order_by("repo_id")
+        ]
+        refs = pipeline.candidate_refs(candidates, model, None, steps.model_cache(), stack)
         same_shape = shape_signature(tiny_other_base.path) == shape_signature(tiny_base.path)
         expected = [tiny_other_base.repo_id] if same_shape else []
         assert [r.repo_id for r in refs] == expected  # never the model itself, never another shape
