@@ -91,8 +91,8 @@ class ModelSubmission(models.Model):
     rejection_reason = models.TextField(blank=True, default="")
     # Hygiene facts recorded at intake: format, dtype, shards, bytes, license, card.
     intake = models.JSONField(default=dict, blank=True)
-    # Deliveries of verify_submission that started intake: bounded (a setting), so a submission
-    # whose intake keeps crashing ends FAILED instead of looping.
+    # Attempts of the step in progress (intake, then conclusion; 0 when none): bounded (a setting),
+    # so a submission whose intake or conclusion keeps crashing ends FAILED instead of looping.
     attempts = models.PositiveIntegerField(default=0)
     # The last verity.report/1 document produced for this submission.
     report = models.JSONField(null=True, blank=True)
@@ -462,7 +462,9 @@ class LeaderboardEntry(models.Model):
             ),
         ]
         constraints = [
-            models.CheckConstraint(condition=Q(safety_status__in=SafetyStatus.values), name="entry_safety_status_valid"),
+            models.CheckConstraint(
+                condition=Q(safety_status__in=SafetyStatus.values), name="entry_safety_status_valid"
+            ),
             *(
                 models.CheckConstraint(
                     condition=Q(**{f"{rate}__isnull": True}) | (Q(**{f"{rate}__gte": 0}) & Q(**{f"{rate}__lte": 100})),

@@ -56,7 +56,8 @@ def rates_by_type(by_type: Any) -> list[dict[str, Any]]:
     """Per prompt type (unsafe types first, then safe, alphabetical within): its refusal rate."""
     if not isinstance(by_type, dict):
         return []
-    rows = [{"type": kind, **{k: v for k, v in row.items() if k in ("label", "rate", "ci_low", "ci_high", "refused", "n")}}
+    keys = ("label", "rate", "ci_low", "ci_high", "refused", "n")
+    rows = [{"type": kind, **{k: v for k, v in row.items() if k in keys}}
             for kind, row in by_type.items() if isinstance(row, dict)]
     return sorted(rows, key=lambda row: (row.get("label") != "unsafe", row["type"]))
 
@@ -81,7 +82,8 @@ def regression_evidence(public_flags: Iterable[Any]) -> dict[str, Any] | None:
 def _prompts(rows: Any) -> list[dict[str, str]]:
     if not isinstance(rows, list):
         return []
-    return [{"id": str(row.get("id", "")), "prompt": str(row.get("prompt", ""))} for row in rows if isinstance(row, dict)]
+    return [{"id": str(row.get("id", "")), "prompt": str(row.get("prompt", ""))}
+            for row in rows if isinstance(row, dict)]
 
 
 def classifier_agreement(described: Any) -> dict[str, Any]:

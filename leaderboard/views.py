@@ -41,10 +41,11 @@ from leaderboard.services.leaderboard import (
 from leaderboard.services.submissions import (
     PENDING_STATUSES,
     SubmissionError,
-    check_author,
     do_create_submission,
+    do_withdraw_submission,
 )
 from verification.vocabulary import REPORT_SECTIONS
+from workers.storage import claims_doc
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -221,15 +222,12 @@ def my_submissions(request: HttpRequest) -> HttpResponse:
 def withdraw_submission(request: HttpRequest, pk: int) -> HttpResponse:
     submission = get_object_or_404(ModelSubmission, pk=pk)
     try:
-        check_author(request.user, submission)
+        withdrawn = do_withdraw_submission(request.user, submission)
     except PermissionError as exc:
         return HttpResponse(str(exc), status=403, content_type="text/plain")
-    if submission.status not in PENDING_STATUSES:
+    if not withdrawn:
         return HttpResponse("Only a submission still waiting or running can be withdrawn.", status=409,
                             content_type="text/plain")
-    submission.status = ModelSubmission.Status.REJECTED
-    submission.rejection_reason = "withdrawn by the author"
-    submission.save(update_fields=["status", "rejection_reason", "updated_at"])
     messages.info(request, "Submission withdrawn.")
     return redirect("submission_status", pk=pk)
 
@@ -317,15 +315,9 @@ def reproduce_command(submission: ModelSubmission, run: EvaluationRun | None) ->
 
 
 def claims_file(submission: ModelSubmission, claims: list[dict[str, Any]]) -> str:
-    """The claims file (`--claims`) of the submission, from its claim documents."""
-    document: dict[str, Any] = {"training": submission.training, "claims": claims}
-    if submission.claimed_base:
-        document["base_model"] = submission.claimed_base
-    if submission.endpoint_url:
-        document["endpoint"] = submission.endpoint_url
-    if submission.endpoint_model:
-        document["endpoint_model"] = submission.endpoint_model
-    return json.dumps(document, indent=2)
+    """The claims file (`--claims`) of the submission, in the engine's claims-file shape, with the
+    page's claim documents."""
+    return json.dumps({**claims_doc(submission).as_dict(), "claims": claims}, indent=2)
 
 
 @require_GET

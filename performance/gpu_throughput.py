@@ -234,14 +234,17 @@ def measure_benchmark(backend: Any, slug: str, limit: int | None, datasets_dir: 
         wall = time.monotonic() - started
     after = prefix_cache_counters(backend)
     figures = {"slug": slug, "kind": spec.request_kind, "items": len(outcome.samples), "errors": outcome.n_errors,
-               "wall_s": wall, "steps": meter.steps, "requests": meter.requests,
+               "wall_s": wall, "load_s": outcome.timings.get("load_s", 0.0), "steps": meter.steps,
+               "requests": meter.requests,
                "prompt_tokens": meter.prompt_tokens, "output_tokens": meter.output_tokens}
     if before and after and after[0] > before[0]:
         figures["prefix_cache_hit_rate"] = (after[1] - before[1]) / (after[0] - before[0])
     return figures
 
 
-def run_verity(backend: Any, benchmarks: list[str], limits: dict[str, int | None], datasets_dir: Path) -> dict[str, Any]:
+def run_verity(
+    backend: Any, benchmarks: list[str], limits: dict[str, int | None], datasets_dir: Path
+) -> dict[str, Any]:
     """Every benchmark on an open VLLMBackend; a benchmark that cannot run here says why."""
     results: dict[str, Any] = {}
     for slug in benchmarks:
@@ -289,20 +292,21 @@ def memory_bandwidth(override: float | None) -> tuple[float, str]:
 
 # ------------------------------------------------------------------------------ prefix sharing
 def mmlu_prompt_ids(tokenizer: Any, datasets_dir: Path, limit: int | None = None) -> list[list[int]]:
-    """The token ids Verity's vLLM backend sends for MMLU 5-shot, in run order."""
-    from verification.backends.encoding import PromptEncoder
+    """The token ids Verity's vLLM backend sends for MMLU 5-shot, in run order: the context as
+    PromptEncoder.single_token_choices encodes it (trailing spaces go to the choices), batched."""
     from verification.benchmarks import registry
 
     spec = registry.get("mmlu")
     loaded = spec.load(datasets_dir, limit=limit)
     context = spec.prepare(datasets_dir, spec.default_setup)
-    encoder = PromptEncoder(tokenizer)
-    prompts = []
+    stems = []
     for item in loaded.items:
         (request,) = spec.build_requests(item, spec.default_setup, context)
-        single = encoder.single_token_choices(request.context, request.choices)
-        prompts.append(single[0] if single else encoder.encode_pair(request.context, " A").context_ids)
-    return prompts
+        stems.append(request.context.rstrip())
+    ids: list[list[int]] = []
+    for start in range(0, len(stems), 1024):
+        ids.extend(list(row) for row in tokenizer(stems[start : start + 1024])["input_ids"])
+    return ids
 
 
 def shared_prefix_share(prompts: list[list[int]], block_size: int) -> float:
@@ -386,9 +390,8 @@ def run_worker(side: str, config: dict[str, Any], tmp: Path, env: dict[str, str]
     config_path.write_text(json.dumps(config))
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", side, "--config", str(config_path),
                "--out", str(out_path)]
-    done = subprocess.run(command, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(command, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)  # its log goes to stderr
     if done.returncode != 0:
-        sys.stderr.write(done.stderr[-6000:])
         raise SystemExit(f"the {side} side failed with status {done.returncode}")
     return json.loads(out_path.read_text())
 
@@ -407,6 +410,7 @@ def lm_eval_side(config: dict[str, Any], verity: dict[str, Any], tmp: Path) -> d
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
                HF_DATASETS_CACHE=str(tmp / "datasets-cache"))
     if verity["describe"].get("device") == "cpu":
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(verity["describe"].get("kv_cache_space_gb") or 1)
         write_vllm_alias(tmp / "alias")  # lm-eval looks for a distribution named vllm
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(tmp / "alias"), env.get("PYTHONPATH", "")) if p)
     return run_worker("lm-eval", lm_config, tmp, env)
@@ -435,7 +439,8 @@ def summarise(config: dict[str, Any], verity: dict[str, Any], lm_eval: dict[str,
     return {"model": config["model"], "describe": verity["describe"], "engine_start_s": verity["start_s"],
             "lm_eval_start_s": (lm_eval or {}).get("start_s"), "bandwidth_bytes_per_s": bandwidth[0],
             "bandwidth_source": bandwidth[1], "weight_bytes": weights, "benchmarks": rows,
-            "standard_set_wall_s": sum(row["wall_s"] for row in ran), "standard_set_items": sum(r["items"] for r in ran)}
+            "standard_set_wall_s": sum(row["wall_s"] for row in ran),
+            "standard_set_items": sum(row["items"] for row in ran)}
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -446,13 +451,14 @@ def print_report(report: dict[str, Any]) -> None:
           f"prefix caching {live.get('enable_prefix_caching')}, chunked prefill {live.get('enable_chunked_prefill')}")
     print(f"bandwidth {report['bandwidth_bytes_per_s'] / 1e9:.0f} GB/s ({report['bandwidth_source']}); engine start "
           f"{_fmt(report['engine_start_s'], '.1f')} s, lm-eval's {_fmt(report['lm_eval_start_s'], '.1f')} s")
-    print(f"{'benchmark':<15} {'kind':<13} {'items':>6} {'wall s':>8} {'items/s':>8} {'out tok/s':>10} "
+    print(f"{'benchmark':<15} {'kind':<13} {'items':>6} {'wall s':>8} {'load s':>6} {'items/s':>8} {'out tok/s':>10} "
           f"{'batch':>6} {'bound tok/s':>12} {'% bound':>8} {'prefix hit':>10} {'x lm-eval':>9}")
     for row in report["benchmarks"]:
         if "skipped" in row:
             print(f"{row['slug']:<15} skipped: {row['skipped'][:100]}")
             continue
-        print(f"{row['slug']:<15} {row['kind']:<13} {row['items']:>6} {row['wall_s']:>8.1f} {row['items_per_s']:>8.2f} "
+        print(f"{row['slug']:<15} {row['kind']:<13} {row['items']:>6} {row['wall_s']:>8.1f} {row['load_s']:>6.1f} "
+              f"{row['items_per_s']:>8.2f} "
               f"{row['output_tokens_per_s']:>10.1f} {_fmt(row.get('mean_batch'), '.1f'):>6} "
               f"{_fmt(row.get('bound_tokens_per_s'), '.0f'):>12} {_fmt(row.get('percent_of_bound'), '.1f'):>8} "
               f"{_fmt(row.get('prefix_cache_hit_rate'), '.1%'):>10} {_fmt(row.get('lm_eval_ratio'), '.2f'):>9}")
@@ -474,7 +480,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="a tiny model and a few items (automatic without a GPU)")
     parser.add_argument("--model", type=Path, default=None, help="model directory (default: build a random one)")
-    parser.add_argument("--limit", type=int, default=None, help=f"items per benchmark (default: all; {TINY_LIMIT} tiny)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help=f"items per benchmark (default: all; {TINY_LIMIT} with --tiny)")
     parser.add_argument("--benchmarks", default=",".join(STANDARD_BENCHMARKS))
     parser.add_argument("--no-lm-eval", dest="lm_eval", action="store_false", help="skip lm-eval's side")
     parser.add_argument("--hbm-bandwidth", type=float, default=None, help="bytes/s (default: data sheet or measured)")
@@ -531,7 +538,8 @@ def main(argv: list[str] | None = None, backend: Any = None) -> dict[str, Any]:
         verity = verity_side(config, backend) if backend else run_worker("verity", config, Path(tmp), dict(os.environ))
         lm_eval = lm_eval_side(config, verity, Path(tmp)) if config["lm_eval_limits"] else None
     dtype = verity["describe"].get("engine_config", {}).get("dtype") or verity["describe"].get("dtype")
-    report = summarise(config, verity, lm_eval, memory_bandwidth(args.hbm_bandwidth), weight_bytes(Path(config["model"]), dtype))
+    weights = weight_bytes(Path(config["model"]), dtype)
+    report = summarise(config, verity, lm_eval, memory_bandwidth(args.hbm_bandwidth), weights)
     report.update(prefix_report(config, args.prefix_items, verity["describe"]))
     print_report(report)
     if args.json_out:

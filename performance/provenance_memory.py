@@ -215,7 +215,8 @@ def print_row(row: dict, first: bool) -> None:
     if first:
         print(f"{'layers':>6} {'model MB':>9} {'2 models MB':>11} {'largest f32 MiB':>15} {'baseline MiB':>12} "
               f"{'peak MiB':>9} {'above MiB':>9} {'x largest':>9} {'wall s':>7}  verdict / lora")
-    print(f"{row['layers']:>6} {row['model_mb']:>9.0f} {2 * row['model_mb']:>11.0f} {row['largest_tensor_f32_mib']:>15.1f} "
+    print(f"{row['layers']:>6} {row['model_mb']:>9.0f} {2 * row['model_mb']:>11.0f} "
+          f"{row['largest_tensor_f32_mib']:>15.1f} "
           f"{row['baseline_rss_mib']:>12.0f} {row['peak_rss_mib']:>9.0f} {row['peak_above_baseline_mib']:>9.0f} "
           f"{row['above_in_largest_tensors']:>9.2f} {row['wall_seconds']:>7.1f}  {row['verdict']} / {row['lora']}",
           flush=True)

@@ -111,3 +111,16 @@ def wait_for(predicate, timeout: float, interval: float = 0.2, message: str = "c
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+@pytest.fixture
+def eager_celery():
+    """Tasks sent during the test run here, in order, as the workers would run them (the
+    notify_flag e-mail, the steps of a submission)."""
+    import workers.tasks  # noqa: F401 - registers the tasks, as a worker's start does
+    from workers.celery_app import app
+
+    saved = {key: app.conf.get(key) for key in ("task_always_eager", "task_eager_propagates")}
+    app.conf.update(task_always_eager=True, task_eager_propagates=True)
+    yield app
+    app.conf.update(saved)

@@ -30,6 +30,7 @@ from typing import Any
 
 from verification.claims import ClaimsDoc
 from verification.vocabulary import FLAG_KINDS, REPORT_SECTIONS, SEVERITIES
+from verification.interrupts import reraise_interrupt
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ def load_checks(
                 loaded.append((path, None, f"import failed: {type(exc).__name__}: {exc}"))
             continue
         except Exception as exc:  # a broken check module must not lose the measurements
+            reraise_interrupt(exc)
             log.exception("check module %s failed to import", module_name)
             loaded.append((path, None, f"import failed: {type(exc).__name__}: {exc}"))
             continue
@@ -202,6 +204,7 @@ def _run_one(
             raise ValueError(f"returned unknown section {name!r}; expected one of {REPORT_SECTIONS}")
         valid_flags = _validated_flags(path, check_flags)
     except Exception as exc:  # one failing check must not lose the rest of the report
+        reraise_interrupt(exc)
         error = _safe_error(context, exc)
         # Frames only (file, line, code): the message, which may quote a private item, is
         # written once, in its safe form.

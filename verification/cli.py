@@ -38,6 +38,7 @@ from verification import pipeline
 from verification.backends import Backend, BackendError, backend_kinds, make_backend
 from verification.claims import ClaimsDoc, ClaimsError, known_benchmarks, load_claims_file
 from verification.config import EngineConfig, ImproperlyConfiguredEnv
+from verification.endpoint.urlcheck import blocked_hostports_from_urls
 from verification.intake import IntakeRefused, IntakeResult, TransientHubError, inspect_source
 from verification.modelcache import ModelCache
 from verification.report import write_report
@@ -396,7 +397,10 @@ def verify_request(args: argparse.Namespace, config: EngineConfig) -> pipeline.V
         enabled_checks=config.checks,
         # The CLI user checks their own server (`vllm serve` on localhost); the web pipeline
         # never gets this allowance.
-        check_options={"endpoint_allow_loopback": True},
+        check_options={
+            "endpoint_allow_loopback": True,
+            "endpoint_blocked_hostports": sorted(blocked_hostports_from_urls(config.service_urls)),
+        },
     )
 
 

@@ -242,6 +242,8 @@ class EngineConfig:
     checks: tuple[str, ...] = CHECK_SECTIONS
     core_benchmarks: tuple[str, ...] = DEFAULT_CORE_BENCHMARKS
     endpoint_allow_loopback: bool = False
+    # The operator's own services (database, broker, cache): an endpoint check never connects to them.
+    service_urls: tuple[str, ...] = ()
     engine: dict = field(default_factory=dict)
     pools: tuple[Pool, ...] = ()  # worker pools by model size (VERITY_POOLS)
 
@@ -264,6 +266,7 @@ class EngineConfig:
             checks=env_subset("VERITY_CHECKS", CHECK_SECTIONS, CHECK_SECTIONS),
             core_benchmarks=env_subset("VERITY_CORE_BENCHMARKS", DEFAULT_CORE_BENCHMARKS, ()),
             endpoint_allow_loopback=env_bool("VERITY_ENDPOINT_ALLOW_LOOPBACK", False),
+            service_urls=tuple(env_str(name, "") for name in ("DATABASE_URL", "REDIS_URL", "CACHE_URL")),
             engine=engine_options_from_env(),
             pools=env_pools("VERITY_POOLS"),
         )

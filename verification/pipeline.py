@@ -36,6 +36,7 @@ from verification.modelcache import ModelCache
 from verification.records import SampleRecord
 from verification.report import build_report
 from verification.safety.assessment import assess_safety
+from verification.interrupts import reraise_interrupt
 
 log = logging.getLogger(__name__)
 
@@ -401,6 +402,7 @@ def _run_planned(
             progress=progress,
         )
     except Exception as exc:
+        reraise_interrupt(exc)
         if not p.private:
             raise
         # The original message may quote an item: only its type leaves this frame, and the

@@ -2,10 +2,11 @@
 
 A fleet has pools of GPU hosts (docs/scaling.md), each its own Celery queue, configured as
 ``VERITY_POOLS="gpu-small:1:15B,gpu-large:8:80B:80G"`` (read into `config.Pool`s): per pool its
-name (the queue its workers consume), GPUs per worker (the engine's tensor parallel size there), the largest model it takes
-in parameters (``15B``, ``15e9``, ``500M``) and, optionally, the memory of one GPU (``80G``,
-binary units). With the memory given, the model's weights in the dtype a GPU serves them in must
-also fit in MAX_WEIGHT_SHARE of the pool's GPU memory, the rest being the KV cache's.
+name (the queue its workers consume), GPUs per worker (the engine's tensor parallel size there),
+the largest model it takes in parameters (``15B``, ``15e9``, ``500M``) and, optionally, the
+memory of one GPU (``80G``, binary units). With the memory given, the model's weights in the
+dtype a GPU serves them in must also fit in MAX_WEIGHT_SHARE of the pool's GPU memory, the rest
+being the KV cache's.
 
 `place(model, pools)` picks the smallest pool that takes the model (a 7B model never holds an
 8-GPU host) and refuses, as intake does, a model too large for every pool. `plan_download(...)`

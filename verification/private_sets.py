@@ -264,9 +264,16 @@ def load_records(set_info: PrivateSetInfo) -> list[dict[str, Any]]:
 
 
 def public_counterpart(slug: str, directory: str | Path | None = None) -> str | None:
-    """The public benchmark a private set is compared with (None when unknown here)."""
+    """The public benchmark a private set is compared with: from its registered spec (this
+    process measured it), else from the store in `directory`; None when unknown here."""
     if not is_private(slug):
         return None
+    from verification.benchmarks import registry
+
+    try:
+        return registry.get(slug).public_counterpart
+    except (KeyError, AttributeError):
+        pass
     try:
         return info(slug, directory=directory).public_counterpart
     except (PrivateSetError, OSError, KeyError, ValueError):

@@ -42,8 +42,10 @@ from verification.records import (
     LoglikelihoodRequest,
     SampleRecord,
 )
+from verification.report import to_json_safe
+from verification.vocabulary import MAX_ERROR_RATE
+from verification.interrupts import reraise_interrupt
 
-MAX_ERROR_RATE = 0.01  # methods.md §2 (ours): above this the run is invalid
 DEFAULT_CHUNK_SIZE = 256
 
 
@@ -101,18 +103,7 @@ class BenchmarkOutcome:
         }
         if include_samples:
             data["samples"] = [s.as_dict() for s in self.samples]
-        return json_safe(data)
-
-
-def json_safe(value: Any) -> Any:
-    """Replace non-finite floats (log-likelihoods of -inf) by None, recursively."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
+        return to_json_safe(data)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,6 +145,7 @@ def _call_backend(
             finally:
                 pool.shutdown(wait=False, cancel_futures=True)
     except Exception as exc:  # a backend must not raise, but if it does every item errs
+        reraise_interrupt(exc)
         return None, f"backend error: {type(exc).__name__}: {exc}"[:500]
     if len(responses) != len(flat):
         return None, f"backend error: {len(responses)} responses for {len(flat)} requests"
@@ -185,6 +177,7 @@ def _safe_gold(spec: BenchmarkSpec, item: Item) -> str:
     try:
         return spec.gold_text(item)
     except Exception as exc:  # a gold that cannot be rendered is recorded, not fatal here
+        reraise_interrupt(exc)
         return f"<gold unavailable: {exc}>"
 
 
@@ -246,6 +239,7 @@ def _score_chunk(
                 records[pos] = _record_from_score(spec, item, prompt, result)
                 scores[pos] = result
             except Exception as exc:
+                reraise_interrupt(exc)
                 records[pos] = _error_record(spec, item, prompt, result.output, f"scorer error: {exc}"[:500])
     return [r for r in records if r is not None], scores
 

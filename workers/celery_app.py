@@ -25,6 +25,7 @@ TASK_QUEUES: dict[str, str] = {
     "verity.verify_submission": "default",
     "verity.measure_run": "gpu",
     "verity.finalize_submission": "gpu",
+    "verity.notify_flag": "default",
     "verity.sweep": "default",
     "verity.recheck_weights": "default",
 }

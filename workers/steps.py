@@ -36,6 +36,7 @@ from leaderboard.services.leaderboard import do_refresh_leaderboard_entry
 from verification import intake as intake_mod
 from verification import pipeline, private_sets
 from verification.compare import make_flag
+from verification.endpoint.urlcheck import blocked_hostports_from_urls
 from verification.intake import IntakeResult
 from verification.modelcache import ModelCache
 from verification.report import status_for
@@ -65,7 +66,8 @@ RunStatus = EvaluationRun.Status
 
 
 class Retryable(Exception):
-    """A transient failure (the Hub timed out): the task retries later."""
+    """A failure worth another try (the Hub timed out, an intake attempt failed): the task
+    retries later with backoff; the attempts counted on the row bound how often."""
 
 
 def model_cache() -> ModelCache:
@@ -361,7 +363,13 @@ def _conclusion(submission: ModelSubmission, own: EvaluationRun) -> pipeline.Con
         endpoint_url=submission.endpoint_url or None,
         endpoint_model=submission.endpoint_model or None,
         run_info=_run_info(submission, own),
-        check_options={"endpoint_allow_loopback": settings.ENDPOINT_ALLOW_LOOPBACK},
+        check_options={
+            "endpoint_allow_loopback": settings.ENDPOINT_ALLOW_LOOPBACK,
+            "endpoint_blocked_hostports": sorted(blocked_hostports_from_urls(
+                [settings.DATABASE_URL, settings.REDIS_URL, settings.CELERY_BROKER_URL, settings.CACHE_URL]
+            )),
+            "endpoint_api_key": submission.endpoint_api_key or None,
+        },
         enabled_checks=settings.CHECKS,
     )
 
@@ -403,6 +411,7 @@ def _run_info(submission: ModelSubmission, own: EvaluationRun) -> dict[str, Any]
         "dataset_hashes": own.dataset_hashes,
         "timings_s": own.timings,
         "limit": own.limit,
+        **({"not_run": own.not_run} if own.not_run else {}),
         "plan": own.benchmarks,
         "base_runs": [
             {"run_id": r.id, "status": r.status, "error": r.error}
@@ -451,9 +460,8 @@ def recheck_weights() -> list[int]:
     """Re-resolve each verified repo's default branch; flag weights_changed when it moved away
     from the sha that was measured. Returns the ids of the submissions flagged now."""
     flagged: list[int] = []
-    for submission in ModelSubmission.objects.filter(status__in=(Status.VERIFIED, Status.FLAGGED)).exclude(
-        pinned_sha=""
-    ):
+    published = (Status.VERIFIED, Status.FLAGGED, Status.INCOMPLETE)
+    for submission in ModelSubmission.objects.filter(status__in=published).exclude(pinned_sha=""):
         try:
             current, reason = intake_mod.resolve_revision(submission.repo_id, None, token=settings.HF_TOKEN), None
         except intake_mod.IntakeRefused as refused:

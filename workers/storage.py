@@ -109,22 +109,33 @@ def record_from_row(r: SampleResult) -> SampleRecord:
     )
 
 
+def _text(value: Any) -> Any:
+    """PostgreSQL text and jsonb cannot hold NUL: a model may emit one, which must not fail the run."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_text(k): _text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_text(v) for v in value]
+    return value
+
+
 def row_from_record(run_id: int, plan: PlannedBenchmark, r: SampleRecord) -> SampleResult:
     return SampleResult(
         run_id=run_id,
         benchmark=plan.slug,
         setup_key=plan.setup_key,
         index=r.index,
-        item_id=str(r.item_id)[:200],
-        prompt=r.prompt,
-        output=r.output,
-        extracted=r.extracted,
-        gold=str(r.gold),
+        item_id=_text(str(r.item_id))[:200],
+        prompt=_text(r.prompt),
+        output=_text(r.output),
+        extracted=_text(r.extracted),
+        gold=_text(str(r.gold)),
         correct=bool(r.correct) and not r.error,
         score=min(1.0, max(0.0, float(r.score))),
         error=r.error,
         unparsed=bool(r.unparsed),
-        details=r.details or {},
+        details=_text(r.details or {}),
     )
 
 
@@ -203,6 +214,7 @@ def store_measurements(run_id: int, outcome: MeasureOutcome) -> bool:
         run.backend_versions = outcome.run_info.get("backend_info", {})
         run.sampling_params = outcome.run_info.get("sampling_params", {})
         run.dataset_hashes = outcome.run_info.get("dataset_hashes", {})
+        run.not_run = outcome.run_info.get("not_run", {})
         run.timings = {**run.timings, **outcome.run_info.get("timings_s", {})}
         run.progress_done = run.progress_total
         run.current_step = "done"

@@ -19,6 +19,7 @@ from typing import Any
 from celery import shared_task
 from django.conf import settings
 
+from leaderboard.services.flags import notify_flag_raised
 from workers import liveness, steps
 from workers.celery_app import TASK_QUEUES
 
@@ -28,7 +29,7 @@ MAX_RETRIES = 5
 HARD_LIMIT_GRACE_S = 600
 
 
-def pipeline_task(name: str, *, soft_time_limit: int, time_limit: int) -> Callable[[Callable[..., Any]], Any]:
+def pipeline_task(name: str, *, soft_time_limit: float, time_limit: float) -> Callable[[Callable[..., Any]], Any]:
     """A task named `name` on its queue, with its limits; Retryable errors back off and retry."""
 
     def decorate(step: Callable[..., Any]) -> Any:
@@ -74,6 +75,13 @@ def measure_run(run_id: int) -> dict:
 def finalize_submission(submission_id: int) -> dict:
     """Conclude a submission: compare, run the checks, publish (no-op until its runs finished)."""
     return {"submission": submission_id, "status": str(steps.finalize(submission_id))}
+
+
+@pipeline_task("verity.notify_flag", soft_time_limit=60, time_limit=90)
+def notify_flag(flag_id: int) -> dict:
+    """E-mail the author of a newly raised flag, from the default queue: the GPU workers that
+    raise most flags hold no mail credentials."""
+    return {"flag": flag_id, "sent": notify_flag_raised(flag_id)}
 
 
 @pipeline_task("verity.sweep", soft_time_limit=120, time_limit=180)

@@ -15,6 +15,7 @@ from django.db import transaction
 
 from leaderboard.models import EvaluationRun, Flag, FlagEvent, ModelSubmission
 from leaderboard.services import notifications
+from workers.celery_app import send
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,8 @@ def do_raise_flag(submission: ModelSubmission, run: EvaluationRun | None, flag: 
             message=flag["summary"],
             data={"kind": flag["kind"]},
         )
-        transaction.on_commit(lambda: _notify_flag_raised(created.id))
+        # Mailed by a default-queue worker: the GPU workers hold no mail credentials.
+        transaction.on_commit(lambda: send("verity.notify_flag", created.id), robust=True)
     return created
 
 
@@ -79,12 +81,14 @@ def _note_seen_again(existing: Flag, run: EvaluationRun | None, flag: dict[str, 
     )
 
 
-def _notify_flag_raised(flag_id: int) -> None:
-    """E-mail the author; a mail failure must not undo the flag or the result it came with."""
+def notify_flag_raised(flag_id: int) -> bool:
+    """E-mail the author (the notify_flag task); a mail failure is logged, never retried into a
+    second e-mail. A flag gone since is nothing to send."""
     flag = Flag.objects.filter(id=flag_id).select_related("submission").first()
     if flag is None:
-        return
+        return False
     try:
-        notifications.do_notify_flag_raised(flag)
+        return bool(notifications.do_notify_flag_raised(flag))
     except Exception:
         log.exception("notifying the author of flag %s failed", flag_id)
+        return False

@@ -40,7 +40,11 @@ SIZE_CLASSES: tuple[tuple[str, int | None], ...] = (
 
 # An open flag is "under review": the public already sees the model as flagged, with that state.
 BADGE_FLAG_STATES = (Flag.Status.OPEN, Flag.Status.CONFIRMED)
-PUBLISHED_STATUSES = (ModelSubmission.Status.VERIFIED, ModelSubmission.Status.FLAGGED)
+PUBLISHED_STATUSES = (
+    ModelSubmission.Status.VERIFIED,
+    ModelSubmission.Status.FLAGGED,
+    ModelSubmission.Status.INCOMPLETE,
+)
 
 
 # Rendered leaderboard fragments and API pages are cached this long (per process) and keyed by
@@ -111,9 +115,12 @@ def headline_results(run: EvaluationRun) -> dict[str, BenchmarkResult]:
 
 def badge_for(submission: ModelSubmission) -> str:
     """The row's badge: "flagged" while a warning or critical flag stands ("info" flags are shown
-    but never mark a model), else "verified" once published, else "pending"."""
+    but never mark a model), "incomplete" when a check that applies could not run, "verified" once
+    published with every check, else "pending"."""
     if submission.flags.filter(severity__in=FLAGGING_SEVERITIES, status__in=BADGE_FLAG_STATES).exists():
         return "flagged"
+    if submission.status == ModelSubmission.Status.INCOMPLETE:
+        return "incomplete"
     if submission.status in PUBLISHED_STATUSES:
         return "verified"
     return "pending"

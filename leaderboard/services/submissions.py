@@ -32,6 +32,7 @@ from verification.claims import ClaimsDoc, ClaimsError, is_repo_id, parse_claims
 from verification.endpoint.urlcheck import EndpointURLError, blocked_hostports_from_urls, validate_endpoint_url
 from verification.intake import IntakeRefused, TransientHubError
 from workers.celery_app import send
+from workers.liveness import cancel_submission
 
 log = logging.getLogger(__name__)
 
@@ -227,25 +228,24 @@ def check_not_duplicate(repo_id: str, sha: str, kind: str = ModelSubmission.Kind
 
 
 def check_rate_limit(user: Any) -> None:
-    limit = settings.SUBMISSIONS_PER_DAY
-    since = timezone.now() - timedelta(days=1)
-    recent = ModelSubmission.objects.filter(submitter=user, created_at__gte=since).count()
-    if recent >= limit:
-        raise SubmissionError(
-            "", f"You have made {recent} submissions in the last 24 hours; the limit is {limit} per day."
-        )
+    _check_daily_limit(
+        ModelSubmission.objects.filter(submitter=user), settings.SUBMISSIONS_PER_DAY,
+        "You have made {recent} submissions in the last 24 hours; the limit is {limit} per day.",
+    )
 
 
 def check_ip_limit(client_ip: str | None) -> None:
-    if not client_ip:
-        return
-    limit = settings.SUBMISSIONS_PER_IP_PER_DAY
-    since = timezone.now() - timedelta(days=1)
-    recent = ModelSubmission.objects.filter(submitter_ip=client_ip, created_at__gte=since).count()
-    if recent >= limit:
-        raise SubmissionError(
-            "", f"{recent} submissions came from your address in the last 24 hours; the limit is {limit} per day."
+    if client_ip:
+        _check_daily_limit(
+            ModelSubmission.objects.filter(submitter_ip=client_ip), settings.SUBMISSIONS_PER_IP_PER_DAY,
+            "{recent} submissions came from your address in the last 24 hours; the limit is {limit} per day.",
         )
+
+
+def _check_daily_limit(submissions: Any, limit: int, message: str) -> None:
+    recent = submissions.filter(created_at__gte=timezone.now() - timedelta(days=1)).count()
+    if recent >= limit:
+        raise SubmissionError("", message.format(recent=recent, limit=limit))
 
 
 def check_base(base_model: str | None) -> int:
@@ -294,6 +294,13 @@ def check_author(user: Any, submission: ModelSubmission) -> None:
     """Only a submission's author may change it or answer on its behalf."""
     if not getattr(user, "is_authenticated", False) or submission.submitter_id != user.pk:
         raise PermissionError("Only the author of this submission can do that.")
+
+
+def do_withdraw_submission(user: Any, submission: ModelSubmission) -> bool:
+    """The author withdraws a pending submission: it ends rejected and its queued and running work
+    is cancelled (workers.liveness). False when it is no longer pending."""
+    check_author(user, submission)
+    return cancel_submission(submission.pk, "withdrawn by the author")
 
 
 def claims_document(data: dict[str, Any]) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from leaderboard.models import (
 from leaderboard.services import notifications, ownership
 from leaderboard.services.flags import do_raise_flag
 from leaderboard.services.leaderboard import do_refresh_leaderboard_entry
-from verification.compare import Judgement, claims_family_size, judge_claim
+from verification.compare import Judgement, claims_family_size, judge_claim, setup_matches
 from workers.celery_app import send
 from workers.storage import measurement_from_row, measurements_of, run_plan
 
@@ -520,7 +520,8 @@ def do_request_rerun(flag: Flag | int, actor: UserLike, reason: str = "") -> Fla
         previous_status = submission.status
         submission.status = ModelSubmission.Status.QUEUED
         submission.queued_at = timezone.now()
-        submission.save(update_fields=["status", "queued_at", "updated_at"])
+        submission.attempts = 0  # a fresh run gets its full attempt budget
+        submission.save(update_fields=["status", "queued_at", "attempts", "updated_at"])
         _event(
             locked, actor, Action.RERUN_REQUESTED, from_status=locked.status, to_status=locked.status,
             message=reason,
@@ -609,17 +610,12 @@ def _compared_run(flag: Flag) -> EvaluationRun:
     return run
 
 
-def _setup_matches(claim_setup: dict[str, Any], result_setup: dict[str, Any]) -> bool:
-    """A result measured the claim's setup when it agrees on every setting the claim states."""
-    return all(key in result_setup and result_setup[key] == value for key, value in claim_setup.items())
-
-
 def _results_for_claim(run: EvaluationRun, claim: Claim) -> tuple[BenchmarkResult, list[BenchmarkResult]]:
     """The run's result measured under the claim's setup (the largest, if several), and the
     run's other results of that benchmark."""
     results = list(BenchmarkResult.objects.select_for_update().filter(run=run, benchmark=claim.benchmark))
     setup = claim.setup()
-    matching = [result for result in results if _setup_matches(setup, result.setup or {})]
+    matching = [result for result in results if setup_matches(setup, result.setup or {})]
     if not matching:
         raise TriageError(
             f"Run {run.pk} measured {claim.benchmark} under no setup matching {setup or 'the claim'}; "

@@ -34,17 +34,6 @@ MAX_SUBMIT_HUB_LOOKUPS = 2  # the submitted repo and its claimed base, once each
 LIMIT = 16  # enough ARC items for a 99-point claim to be clearly inconsistent
 
 
-@pytest.fixture
-def eager_celery():
-    import workers.tasks  # noqa: F401 - registers the tasks, as a worker's start does
-    from workers.celery_app import app
-
-    saved = {key: app.conf.get(key) for key in ("task_always_eager", "task_eager_propagates")}
-    app.conf.update(task_always_eager=True, task_eager_propagates=True)
-    yield app
-    app.conf.update(saved)
-
-
 def test_one_submission_from_form_to_flag(
     client, tiny_base, tiny_other_base, eager_celery, settings, monkeypatch, tmp_path,
     django_capture_on_commit_callbacks,

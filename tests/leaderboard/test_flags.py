@@ -23,7 +23,7 @@ def _actions(flag: Flag) -> list[str]:
     return list(FlagEvent.objects.filter(flag=flag).values_list("action", flat=True))
 
 
-def test_a_new_finding_is_raised_and_mailed_after_commit(submission, django_capture_on_commit_callbacks):
+def test_a_new_finding_is_raised_and_mailed_after_commit(submission, django_capture_on_commit_callbacks, eager_celery):
     run = make_run(submission)
     report_flag = make_flag("score_mismatch", "critical", "claimed 90.0, measured 30.0", {"z": 9.0}, benchmark="mmlu")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
@@ -39,7 +39,7 @@ def test_a_new_finding_is_raised_and_mailed_after_commit(submission, django_capt
     assert (raised.action, raised.to_status, raised.data) == ("raised", "open", {"kind": "score_mismatch"})
 
 
-def test_a_standing_finding_seen_again_is_a_note(submission, django_capture_on_commit_callbacks):
+def test_a_standing_finding_seen_again_is_a_note(submission, django_capture_on_commit_callbacks, eager_celery):
     first = flags.do_raise_flag(submission, None, make_flag("contamination", "warning", "overlap", benchmark="gsm8k"))
     run = make_run(submission)
     with django_capture_on_commit_callbacks(execute=True):

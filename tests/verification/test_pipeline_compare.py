@@ -173,3 +173,17 @@ def test_an_invalid_benchmark_does_not_dilute_the_bonferroni_correction():
     assert section["mmlu"]["verdict"] == "invalid"
     assert section["gsm8k"]["verdict"] == "inconsistent"
     assert sorted(f["kind"] for f in flags) == ["invalid_run", "score_mismatch"]
+
+
+def test_a_worker_time_limit_is_never_swallowed_by_a_check():
+    """Celery raises its soft time limit inside whatever runs; a check's broad `except` must let
+    it through so the worker keeps the run's checkpoint (matched by name: no Celery import)."""
+
+    class SoftTimeLimitExceeded(Exception):
+        pass
+
+    def slow_check(context):
+        raise SoftTimeLimitExceeded()
+
+    with pytest.raises(SoftTimeLimitExceeded):
+        run_checks(_context(), [slow_check])

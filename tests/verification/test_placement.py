@@ -64,7 +64,8 @@ def test_a_model_too_large_for_every_pool_is_refused_like_intake_refuses():
     with pytest.raises(IntakeRefused) as refused:
         place(synthetic(405 * GB, shards=191), POOLS)
     assert refused.value.code == "too_large_for_pools"
-    assert "405B parameters" in refused.value.reason and "gpu-large (8 GPUs, up to 80B parameters" in refused.value.reason
+    assert "405B parameters" in refused.value.reason
+    assert "gpu-large (8 GPUs, up to 80B parameters" in refused.value.reason
     with pytest.raises(ValueError, match="no worker pools"):
         place(synthetic(7 * GB), ())
 

@@ -14,7 +14,8 @@ from verification.benchmarks import registry
 from verification.benchmarks.base import ItemScore, Setup, UnsupportedSetup
 from verification.benchmarks.gsm8k import GSM8KSpec
 from verification.records import ChoiceScores, GenerationRequest
-from verification.runner import json_safe, run_benchmark
+from verification.report import to_json_safe as json_safe
+from verification.runner import run_benchmark
 
 
 class CountingBackend(Backend):

@@ -21,7 +21,7 @@ from verification.provenance import shape_signature
 pytestmark = pytest.mark.django_db
 
 
-def test_a_flag_raised_by_the_pipeline_emails_the_author_after_commit(django_capture_on_commit_callbacks):
+def test_a_flag_raised_by_the_pipeline_emails_the_author_after_commit(django_capture_on_commit_callbacks, eager_celery):
     author = get_user_model().objects.create_user("author", "author@example.org", "pw-author-1")
     submission = ModelSubmission.objects.create(repo_id="org/flagged", submitter=author)
     flag = make_flag("score_mismatch", "critical", "claimed 90.0 on mmlu, measured 30.0", {}, benchmark="mmlu")

@@ -36,6 +36,7 @@ from verification.records import (
     LoglikelihoodRequest,
     SamplingParams,
 )
+from verification.interrupts import reraise_interrupt
 
 
 class _Counter:
@@ -171,6 +172,7 @@ class TransformersBackend(Backend):
                 self._check_generation_request(request.params, len(encoded.token_ids))
                 ready.append((index, encoded.token_ids, encoded.note))
             except Exception as error:  # noqa: BLE001 - one bad request must not sink the batch
+                reraise_interrupt(error)
                 results[index] = Generation(error=describe_error(error))
                 counter.add(1)
         # Group identical decoding settings, then batch by similar length (less padding).
@@ -200,6 +202,7 @@ class TransformersBackend(Backend):
         try:
             return self._generate_batch_unsafe(params, batch)
         except Exception as error:  # noqa: BLE001
+            reraise_interrupt(error)
             if len(batch) == 1:
                 return [(batch[0][0], Generation(error=describe_error(error)))]
             # Isolate the culprit: rerun one by one so only the bad request carries the error.
@@ -296,6 +299,7 @@ class TransformersBackend(Backend):
                 tokens = truncate_pair(pair, self.max_model_len)
                 ready.append((index, tokens, len(pair.continuation_ids), len(request.continuation)))
             except Exception as error:  # noqa: BLE001
+                reraise_interrupt(error)
                 results[index] = Loglikelihood(error=describe_error(error), n_chars=len(request.continuation))
                 counter.add(1)
         ready.sort(key=lambda item: -len(item[1]))
@@ -310,6 +314,7 @@ class TransformersBackend(Backend):
         try:
             return self._score_batch_unsafe(batch)
         except Exception as error:  # noqa: BLE001
+            reraise_interrupt(error)
             if len(batch) == 1:
                 return [(batch[0][0], Loglikelihood(error=describe_error(error), n_chars=batch[0][3]))]
             out: list[tuple[int, Loglikelihood]] = []
@@ -345,6 +350,7 @@ class TransformersBackend(Backend):
             try:
                 single = self.encoder.single_token_choices(request.context, request.choices)
             except Exception as error:  # noqa: BLE001
+                reraise_interrupt(error)
                 results[index] = ChoiceScores(error=describe_error(error))
                 continue
             if single is None:
@@ -373,6 +379,7 @@ class TransformersBackend(Backend):
         try:
             logprobs = self._forward_tail_logprobs([context for _, context, _ in batch], keep=1)
         except Exception as error:  # noqa: BLE001
+            reraise_interrupt(error)
             if len(batch) == 1:
                 return [(batch[0][0], ChoiceScores(error=describe_error(error)))]
             out: list[tuple[int, ChoiceScores]] = []

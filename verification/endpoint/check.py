@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
 import time
 from collections.abc import Sequence
@@ -46,7 +45,8 @@ from typing import Any
 from verification.backends.base import Backend
 from verification.backends.openai_http import EndpointRequestError, HttpPolicy, OpenAIHTTPBackend
 from verification.endpoint.mmd import mmd_test
-from verification.endpoint.urlcheck import EndpointURLError, blocked_hostports_from_urls, validate_endpoint_url
+from verification.endpoint.urlcheck import EndpointURLError, validate_endpoint_url
+from verification.vocabulary import MAX_ERROR_RATE
 from verification.records import Generation, GenerationRequest, LoglikelihoodRequest, SamplingParams
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,6 @@ ALPHA = 0.01
 MIN_GREEDY_AGREEMENT = 0.5  # (ours) same weights agree on nearly every greedy completion
 MIN_GREEDY_PROMPTS = 5  # (ours) fewer answered prompts: the greedy rate is not used as a verdict
 MAX_LOGPROB_DRIFT = 0.1  # (ours) nats/token, median over prompts; fp32 vs fp32 is ~1e-5
-MAX_ERROR_RATE = 0.01  # the project's rule: more failed requests than this is not a measurement
 N_EXAMPLES = 5
 MAX_STORED_CHARS = 2000  # per text kept in the report (a hostile endpoint may answer megabytes)
 # (ours) Sampling temperature for the MMD test. Measured with benchmarks/endpoint_power.py on
@@ -591,6 +590,9 @@ def _conclude(
         )
         return section, []
 
+    logprobs = section.get("logprobs") or {}
+    if logprobs.get("available") is False:  # refused logprobs: one comparison could not be made
+        section["missing"] = [f"teacher-forced logprob comparison: {logprobs.get('reason') or 'no completion compared'}"]
     reasons = _mismatch_reasons(section, alpha)
     section["verdict"] = "differs" if reasons else "matches"
     section["verdict_reasons"] = reasons
@@ -668,27 +670,12 @@ def _sample_examples(prompts: Sequence[str], endpoint: list[list[str]], weights:
     ]
 
 
-ALLOW_LOOPBACK_ENV = "VERITY_ENDPOINT_ALLOW_LOOPBACK"
-
-
-def loopback_allowed_by_env() -> bool:
-    """The explicit allowance for loopback endpoints (tests, a CLI user's own `vllm serve`).
-    Off unless set: the public site must never be pointed at its own machine."""
-    return os.environ.get(ALLOW_LOOPBACK_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def site_service_hostports() -> frozenset[str]:
-    """This process's own services (DB, Redis/broker) from the environment: always refused."""
-    names = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
-    return frozenset(blocked_hostports_from_urls(os.environ.get(name, "") for name in names))
-
-
 def check_from_context(context: Any) -> tuple[str, dict[str, Any] | None, list[dict[str, Any]]]:
     """The pipeline's check (verification.checks): options come from `context.options`
     (endpoint_allow_loopback, endpoint_blocked_hostports, endpoint_n_prompts,
     endpoint_samples_per_prompt, endpoint_max_tokens, endpoint_api_key, seed). Loopback is
-    refused unless the option or VERITY_ENDPOINT_ALLOW_LOOPBACK=1 allows it; the DB/Redis
-    host:ports from the environment are always refused."""
+    refused unless the option allows it; the caller's own services (database, broker: the
+    blocked host:ports it passes) are always refused."""
     url = context.endpoint_url or context.claims.endpoint
     if not url:
         return "endpoint", None, []
@@ -714,8 +701,8 @@ def check_from_context(context: Any) -> tuple[str, dict[str, Any] | None, list[d
             n_prompts=int(options.get("endpoint_n_prompts", 20)),
             samples_per_prompt=int(options.get("endpoint_samples_per_prompt", 10)),
             max_tokens=int(options.get("endpoint_max_tokens", 32)),
-            allow_loopback=bool(options.get("endpoint_allow_loopback", loopback_allowed_by_env())),
-            blocked_hostports=frozenset(options.get("endpoint_blocked_hostports", ())) | site_service_hostports(),
+            allow_loopback=bool(options.get("endpoint_allow_loopback", False)),
+            blocked_hostports=frozenset(options.get("endpoint_blocked_hostports", ())),
             api_key=options.get("endpoint_api_key"),
         )
     finally:

@@ -13,6 +13,7 @@ import pytest
 
 from tests.verification.contamination.conftest import MEMORIZED, PROBE_KW
 from verification import private_sets
+from verification.benchmarks import registry
 from verification.contamination import check_contamination
 from verification.benchmarks.base import Setup
 from verification.runner import run_benchmark
@@ -37,7 +38,7 @@ def canary() -> str:
 
 
 def test_private_canary_never_leaves_the_store(
-    canary, tmp_path, caplog, monkeypatch, contamination_models, tiny_base, datasets_dir
+    canary, tmp_path, caplog, request, contamination_models, tiny_base, datasets_dir
 ):
     from django.template.loader import render_to_string
 
@@ -45,8 +46,9 @@ def test_private_canary_never_leaves_the_store(
 
     caplog.set_level(logging.DEBUG)
     store = tmp_path / "private"
-    monkeypatch.setenv("PRIVATE_BENCHMARKS_DIR", str(store))
     stored = private_sets.store("private_canary", "gsm8k", private_gsm_file(canary), directory=store)
+    registry.register(private_sets.spec_for("private_canary", directory=store), replace=True)
+    request.addfinalizer(lambda: registry.unregister("private_canary"))  # registered for this test only
     assert canary.encode() in stored.path.read_bytes()  # the canary really is in the set
 
     # Evaluate the private set like any benchmark, with a real backend on the memorizer; the

@@ -128,23 +128,21 @@ def _context(url: str, model_dir, options: dict):
     )
 
 
-def test_pipeline_check_refuses_loopback_unless_allowed_and_always_refuses_site_services(
-    fault_server, tiny_base, monkeypatch
-):
+def test_pipeline_check_refuses_loopback_unless_allowed_and_always_refuses_site_services(fault_server, tiny_base):
     from verification.checks import run_checks
+    from verification.endpoint.urlcheck import blocked_hostports_from_urls
 
-    monkeypatch.delenv("VERITY_ENDPOINT_ALLOW_LOOPBACK", raising=False)
     sections, flags, log = run_checks(_context(fault_server.url("always500"), tiny_base.path, {}), [check_from_context])
     assert sections["endpoint"]["status"] == "refused" and flags == [] and log[0]["status"] == "ok"
 
-    monkeypatch.setenv("VERITY_ENDPOINT_ALLOW_LOOPBACK", "1")
-    fast = {"endpoint_n_prompts": 2}
+    fast = {"endpoint_n_prompts": 2, "endpoint_allow_loopback": True}
     sections, flags, _ = run_checks(_context(fault_server.url("always500"), tiny_base.path, fast), [check_from_context])
     assert sections["endpoint"]["status"] == "error" and flags == []
 
-    # The site's own services (from DATABASE_URL/REDIS_URL) stay refused with loopback allowed.
-    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{fault_server.port}/6")
-    sections, _, _ = run_checks(_context(fault_server.url("ok"), tiny_base.path, fast), [check_from_context])
+    # The caller's own services (its DATABASE_URL/REDIS_URL) stay refused with loopback allowed.
+    own = sorted(blocked_hostports_from_urls([f"redis://127.0.0.1:{fault_server.port}/6"]))
+    guarded = {**fast, "endpoint_blocked_hostports": own}
+    sections, _, _ = run_checks(_context(fault_server.url("ok"), tiny_base.path, guarded), [check_from_context])
     assert sections["endpoint"]["status"] == "refused" and "internal services" in sections["endpoint"]["reason"]
 
 

@@ -18,7 +18,8 @@ SLACK_BYTES = 64 * MIB
 
 
 def bench_module():
-    spec = importlib.util.spec_from_file_location("provenance_memory", REPO_ROOT / "performance" / "provenance_memory.py")
+    path = REPO_ROOT / "performance" / "provenance_memory.py"
+    spec = importlib.util.spec_from_file_location("provenance_memory", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
