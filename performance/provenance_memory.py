@@ -13,7 +13,9 @@ models in lockstep, so the peak above the baseline is a few tensors whatever the
 layers, never the two models (2x the size column).
 
     .venv/bin/python performance/provenance_memory.py [--layers 1,4,16,32,64] [--work-dir DIR]
-        [--dtype bf16|f32] [--threads N] [--keep]
+        [--dtype bf16|f32] [--vocab N] [--threads N] [--keep] [--json OUT]
+
+(`--layers 16 --dtype f32 --vocab 32000` is the 1.08 GB model core.py's thread figures were taken on.)
 """
 
 from __future__ import annotations
@@ -193,10 +195,10 @@ def measure_in_subprocess(model: Path, base: Path, threads: int = 1, timeout: fl
     return figures
 
 
-def sweep(work_dir: Path, layer_counts: list[int], dtype: str, threads: int, keep: bool) -> list[dict]:
+def sweep(work_dir: Path, layer_counts: list[int], dtype: str, vocab: int, threads: int, keep: bool) -> list[dict]:
     rows = []
     for layers in layer_counts:
-        shape = Shape(layers=layers, dtype=dtype)
+        shape = Shape(layers=layers, dtype=dtype, vocab=vocab)
         started = time.perf_counter()
         base, lora = build_pair(work_dir, shape)
         built_s = time.perf_counter() - started
@@ -227,6 +229,7 @@ def main() -> None:
     parser.add_argument("--work-dir", default="/tmp/verity-provenance-bench", type=Path)
     parser.add_argument("--layers", default=",".join(map(str, DEFAULT_LAYERS)), help="model sizes, as layer counts")
     parser.add_argument("--dtype", choices=("bf16", "f32"), default="bf16", help="stored dtype of the weights")
+    parser.add_argument("--vocab", type=int, default=Shape.vocab, help="vocabulary rows (embedding, lm_head)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the check (0: torch's default)")
     parser.add_argument("--keep", action="store_true", help="keep the built models for a later run")
     parser.add_argument("--json", dest="json_out", type=Path, default=None)
@@ -235,7 +238,8 @@ def main() -> None:
     if args.measure:
         print(json.dumps(measure(*args.measure, args.threads)))
         return
-    rows = sweep(args.work_dir, [int(n) for n in args.layers.split(",")], args.dtype, args.threads, args.keep)
+    layers = [int(n) for n in args.layers.split(",")]
+    rows = sweep(args.work_dir, layers, args.dtype, args.vocab, args.threads, args.keep)
     if args.json_out:
         args.json_out.write_text(json.dumps(rows, indent=2))
 

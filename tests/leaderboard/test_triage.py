@@ -176,7 +176,9 @@ def test_events_cannot_be_updated_or_deleted_by_orm_or_sql(scenario, append_only
     assert FlagEvent.objects.filter(pk=event.pk).update(message="rewritten") == 1
 
 
-def test_author_is_emailed_when_a_flag_is_raised_and_decided(scenario, mailoutbox, django_capture_on_commit_callbacks):
+def test_author_is_emailed_when_a_flag_is_raised_and_decided(
+    scenario, mailoutbox, django_capture_on_commit_callbacks, eager_celery
+):
     with django_capture_on_commit_callbacks(execute=True):
         flag = flags.do_raise_flag(scenario["submission"], None, {
             "kind": Flag.Kind.HELDOUT_GAP, "severity": Flag.Severity.WARNING, "benchmark": "gsm8k",
