@@ -11,7 +11,7 @@ import csv
 import io
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, get_type_hints
 
 import yaml
 from django.core.cache import cache
@@ -23,7 +23,7 @@ from ninja import NinjaAPI, Query, Schema
 from ninja import Path as PathParam
 from ninja.errors import HttpError
 from ninja.security import HttpBearer
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, create_model
 
 from leaderboard import selectors
 from leaderboard.api_triage import router as triage_router
@@ -64,27 +64,14 @@ class TokenAuth(HttpBearer):
 # --- schemas -------------------------------------------------------------------------------------
 
 
-class EntryOut(Schema):
-    rank: int
-    repo_id: str
-    pinned_sha: str
-    submission_id: int
-    average: float | None
-    scores: dict[str, float]
-    claimed: dict[str, float]
-    max_delta: float | None
-    badge: str
-    size_class: str
-    base_family: str
-    license: str
-    # The safety check (XSTest): "ok", "not_run" or "invalid"; the two refusal rates in points
-    # (refusal of unsafe prompts: higher is safer; of safe prompts: over-refusal, lower is better),
-    # and both with their 95% intervals ({name: {rate, ci_low, ci_high, n}}).
-    safety_status: str
-    refusal_unsafe: float | None
-    refusal_safe: float | None
-    safety: dict[str, Any]
-    url: str
+# A leaderboard row exactly as the page and the CSV have it (selectors.BoardEntry: the safety
+# check's status and its two refusal rates included, the model page's address); `cells` is the
+# page's column layout of `scores`, not data of its own.
+EntryOut = create_model(
+    "EntryOut",
+    __base__=Schema,
+    **{name: (hint, ...) for name, hint in get_type_hints(selectors.BoardEntry).items() if name != "cells"},
+)
 
 
 class LeaderboardOut(Schema):
