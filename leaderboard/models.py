@@ -191,6 +191,9 @@ class EvaluationRun(models.Model):
     # Times a worker claimed this run (first claim and take-overs): a run that keeps dying (OOM,
     # hard time limit) ends FAILED after a bounded number instead of being re-queued forever.
     attempts = models.PositiveIntegerField(default=0)
+    # The worker pool placement chose by the model's size (VERITY_POOLS): its measurement and the
+    # submission's conclusion go to that pool's queue. Blank: no pools, the default GPU queue.
+    pool = models.CharField(max_length=64, blank=True, default="")
     # Planned benchmarks that could not be run, with why (HumanEval where no sandbox can be made).
     not_run = models.JSONField(default=dict, blank=True)
     limit = models.PositiveIntegerField(null=True, blank=True)

@@ -197,6 +197,7 @@ MODEL_CACHE_BYTES = ENGINE.model_cache_bytes
 MAX_MODEL_BYTES = ENGINE.max_model_bytes
 INFERENCE_BACKEND = ENGINE.inference_backend
 ENGINE_OPTIONS = dict(ENGINE.engine)  # vLLM: TENSOR_PARALLEL_SIZE, GPU_MEMORY_UTILIZATION, VLLM_CPU_KVCACHE_SPACE
+POOLS = ENGINE.pools  # worker pools by model size (VERITY_POOLS); () = one GPU queue for every model
 DEFAULT_EVAL_LIMIT = ENGINE.default_eval_limit  # None = whole benchmark
 CHUNK_SIZE = ENGINE.chunk_size
 CHECKS = ENGINE.checks

@@ -31,8 +31,9 @@ from verification.benchmarks.humaneval import NoSandbox
 from verification.checks import Check, CheckContext, ModelRef, run_checks
 from verification.claims import ClaimsDoc
 from verification.compare import Measurement, base_section, compare
-from verification.config import DEFAULT_CORE_BENCHMARKS
+from verification.config import DEFAULT_CORE_BENCHMARKS, Pool
 from verification.modelcache import ModelCache
+from verification.placement import Placement, place, plan_download
 from verification.records import SampleRecord
 from verification.report import build_report
 from verification.safety.assessment import assess_safety
@@ -191,12 +192,14 @@ def check_options_for_plan(plan: Sequence[PlannedBenchmark]) -> dict[str, Any]:
 @dataclass
 class Preparation:
     """The pinned, inspected model (and claimed base) and the plan: everything decided before
-    any weights are fetched."""
+    any weights are fetched. With worker pools configured, the pool each one is measured on."""
 
     model: intake_mod.IntakeResult
     base: intake_mod.IntakeResult | None
     base_error: str | None
     plan: list[PlannedBenchmark]
+    placement: Placement | None = None
+    base_placement: Placement | None = None
 
 
 def prepare(
@@ -210,19 +213,37 @@ def prepare(
     private: Sequence[str] = (),
     max_model_bytes: int | None = None,
     token: str | None = None,
+    pools: Sequence[Pool] = (),
+    cache_budget_bytes: int | None = None,
 ) -> Preparation:
     """Pin the model and run the intake guards (raises IntakeRefused / TransientHubError), pin the
-    claimed base through the same guards (a refused base is reported, not fatal), and plan."""
+    claimed base through the same guards (a refused base is reported, not fatal), and plan.
+    With `pools`, both are placed by size before anything is downloaded: a model that fits no
+    pool or not the model cache (`cache_budget_bytes`) is refused; such a base is reported."""
     model = intake_mod.inspect_source(source, revision, max_model_bytes, token=token)
-    base_intake, base_error = None, None
+    placement = place_model(model, pools, cache_budget_bytes)
+    base_intake, base_error, base_placement = None, None, None
     base_source = base or claims.base_model
     if base_source:
         try:
             base_intake = intake_mod.inspect_source(base_source, None, max_model_bytes, token=token)
+            base_placement = place_model(base_intake, pools, cache_budget_bytes)
         except intake_mod.IntakeRefused as refused:
-            base_error = f"claimed base {base_source} not measured: {refused.reason}"
+            base_intake, base_error = None, f"claimed base {base_source} not measured: {refused.reason}"
     plan = plan_benchmarks(claims, benchmarks, core, private)
-    return Preparation(model, base_intake, base_error, plan)
+    return Preparation(model, base_intake, base_error, plan, placement, base_placement)
+
+
+def place_model(
+    model: intake_mod.IntakeResult, pools: Sequence[Pool], cache_budget_bytes: int | None
+) -> Placement | None:
+    """The pool that measures the model (None without pools). A hub model's download is planned
+    against the cache budget too; a local one is placed by size only (nothing to fetch)."""
+    if not pools:
+        return None
+    if model.kind == "local" or cache_budget_bytes is None:
+        return place(model, pools)
+    return plan_download(model, pools, cache_budget_bytes).placement
 
 
 # --- step 2: measure ------------------------------------------------------------------------------

@@ -6,6 +6,10 @@ runs a model: measuring a run and concluding a submission (its checks load the w
 at a time per worker process (prefetch 1). Tasks are acknowledged late and re-queued if the worker
 dies; they resume from their last checkpoint (workers/steps.py).
 
+With worker pools (VERITY_POOLS), a run's measurement and its submission's conclusion go to the
+queue named after the pool placement chose for the model instead of `gpu` (each pool's workers
+consume only their own queue).
+
 `send` routes by task name through TASK_QUEUES, so the web process enqueues work without
 importing the tasks (no import cycle between the site and the workers).
 """
@@ -67,10 +71,11 @@ def _schedule_periodic_work(sender: Celery, **_: object) -> None:
     )
 
 
-def send(task_name: str, *args: object) -> None:
-    """Enqueue a pipeline task by name on its queue (ids only as arguments). In eager mode (the
-    demo seeder, which imports workers.tasks) the task runs here, as `delay` would."""
+def send(task_name: str, *args: object, queue: str | None = None) -> None:
+    """Enqueue a pipeline task by name on its queue (ids only as arguments); `queue` overrides it
+    (a worker pool's queue, chosen by placement: workers/liveness.py `pool_queue`). In eager mode
+    (the demo seeder, which imports workers.tasks) the task runs here, as `delay` would."""
     if app.conf.task_always_eager:
         app.tasks[task_name].apply(args=list(args), throw=app.conf.task_eager_propagates)
         return
-    app.send_task(task_name, args=list(args), queue=TASK_QUEUES[task_name])
+    app.send_task(task_name, args=list(args), queue=queue or TASK_QUEUES[task_name])

@@ -28,7 +28,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from leaderboard.models import EvaluationRun, ModelSubmission
-from workers.celery_app import send
+from workers.celery_app import TASK_QUEUES, send
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +64,51 @@ def append_log(run_id: int, step: str) -> None:
         run.save(update_fields=["log", "current_step", "heartbeat_at"])
 
 
+def run_queue(run_id: int) -> str:
+    """The queue measuring a run goes to: its worker pool's when placement chose one, else the
+    task's own (`gpu`)."""
+    pool = EvaluationRun.objects.filter(id=run_id).values_list("pool", flat=True).first()
+    return pool or TASK_QUEUES["verity.measure_run"]
+
+
+def submission_queue(submission_id: int) -> str:
+    """The queue concluding a submission goes to: its own run's pool (the checks load its
+    weights), else the task's own."""
+    pool = (
+        EvaluationRun.objects.filter(submission_id=submission_id, role=EvaluationRun.Role.SUBMISSION)
+        .order_by("-created_at")
+        .values_list("pool", flat=True)
+        .first()
+    )
+    return pool or TASK_QUEUES["verity.finalize_submission"]
+
+
+# Tasks that load a model's weights, with the queue of the row they are sent for.
+_POOL_QUEUES: dict[str, Callable[[int], str]] = {
+    "verity.measure_run": run_queue,
+    "verity.finalize_submission": submission_queue,
+}
+
+
+def pool_queue(task_name: str, object_id: int) -> str | None:
+    """Where a task for this row goes: its pool's queue for the tasks that load weights, None
+    (the task's own queue) for the others."""
+    pick = _POOL_QUEUES.get(task_name)
+    return pick(object_id) if pick is not None else None
+
+
+def send_to_pool(task_name: str, object_id: int) -> None:
+    """Send a task for a row (a run, a submission) to the queue of its worker pool."""
+    send(task_name, object_id, queue=pool_queue(task_name, object_id))
+
+
 def send_on_commit(task_name: str, object_id: int) -> None:
-    """Send a task once the current transaction commits; a broker that is down is logged, not
-    raised: the row is already in a state the sweep re-sends."""
+    """Send a task once the current transaction commits, to its row's pool; a broker that is down
+    is logged, not raised: the row is already in a state the sweep re-sends."""
 
     def deliver() -> None:
         try:
-            send(task_name, object_id)
+            send_to_pool(task_name, object_id)
         except Exception:  # noqa: BLE001 - kombu's connection errors have no one base class
             log.exception("could not send %s(%s); the sweep will re-send it", task_name, object_id)
 
@@ -387,7 +425,7 @@ def sweep(
     up or whose intake died, and submissions whose runs finished but whose conclusion was lost;
     work out of attempts ends FAILED. Each call changes only rows silent for a full interval."""
     now = timezone.now()
-    send_run = enqueue_run or (lambda run_id: send("verity.measure_run", run_id))
+    send_run = enqueue_run or (lambda run_id: send_to_pool("verity.measure_run", run_id))
     send_sub = enqueue_submission or (lambda sid: send("verity.verify_submission", sid))
     dead, given_up = _requeue_dead_runs(now)
     lost = _resend_lost_runs(now)
@@ -488,5 +526,5 @@ def _resend_unfinalized_submissions(now: datetime) -> list[int]:
         if s.runs.exists() and not s.runs.filter(status__in=UNFINISHED_RUN).exists():
             stuck.append(s.id)
     for submission_id in stuck:
-        send("verity.finalize_submission", submission_id)
+        send_to_pool("verity.finalize_submission", submission_id)
     return stuck

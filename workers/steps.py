@@ -39,6 +39,7 @@ from verification.compare import make_flag
 from verification.endpoint.urlcheck import blocked_hostports_from_urls
 from verification.intake import IntakeResult
 from verification.modelcache import ModelCache
+from verification.placement import Placement
 from verification.report import status_for
 from workers import storage
 from workers.liveness import (
@@ -105,6 +106,8 @@ def start_verification(submission_id: int, enqueue: Callable[[int], None] | None
                 private=register_private_sets(),
                 max_model_bytes=settings.MAX_MODEL_BYTES,
                 token=settings.HF_TOKEN,
+                pools=settings.POOLS,
+                cache_budget_bytes=settings.MODEL_CACHE_BYTES,
             )
             limit.check()
     except intake_mod.IntakeRefused as refused:
@@ -178,12 +181,17 @@ def _create_runs(
             "sha": prep.model.sha,
             "base_sha": prep.base.sha if prep.base else None,
             **({"base_error": prep.base_error} if prep.base_error else {}),
+            **({"placement": prep.placement.as_dict()} if prep.placement else {}),
         }
         submission.attempts = 0  # the count starts again for the conclusion
         submission.save(update_fields=["pinned_sha", "intake", "attempts", "updated_at"])
-        runs = [storage.new_run(submission, EvaluationRun.Role.SUBMISSION, prep.model, prep.plan, limit)]
+        runs = [
+            storage.new_run(
+                submission, EvaluationRun.Role.SUBMISSION, prep.model, prep.plan, limit, pool_name(prep.placement)
+            )
+        ]
         if prep.base is not None:
-            base_run = _base_run(submission, prep.base, prep.plan, limit)
+            base_run = _base_run(submission, prep.base, prep.plan, limit, pool_name(prep.base_placement))
             if base_run is not None:
                 runs.append(base_run)
         for run in runs:
@@ -192,7 +200,8 @@ def _create_runs(
 
 
 def _base_run(
-    submission: ModelSubmission, base: IntakeResult, plan: list[pipeline.PlannedBenchmark], limit: int | None
+    submission: ModelSubmission, base: IntakeResult, plan: list[pipeline.PlannedBenchmark], limit: int | None,
+    pool: str,
 ) -> EvaluationRun | None:
     """A run of the claimed base for the benchmarks no finished or running run already covers:
     a base is measured once per (sha, benchmark version, setup, items) and shared."""
@@ -200,7 +209,12 @@ def _base_run(
     missing = [p for p in plan if storage.cached_result(repo, sha, p, limit) is None]
     if not missing or storage.in_flight_base_run(repo, sha, missing, limit):
         return None
-    return storage.new_run(submission, EvaluationRun.Role.BASE, base, missing, limit)
+    return storage.new_run(submission, EvaluationRun.Role.BASE, base, missing, limit, pool)
+
+
+def pool_name(placement: Placement | None) -> str:
+    """The run's pool: the one placement chose, or "" (no pools: the default GPU queue)."""
+    return placement.pool.name if placement is not None else ""
 
 
 def _reject(submission: ModelSubmission, refused: intake_mod.IntakeRefused) -> None:

@@ -43,9 +43,12 @@ def claims_doc(submission: ModelSubmission) -> ClaimsDoc:
 
 
 def new_run(
-    submission: ModelSubmission, role: str, intake: IntakeResult, plan: list[PlannedBenchmark], limit: int | None
+    submission: ModelSubmission, role: str, intake: IntakeResult, plan: list[PlannedBenchmark], limit: int | None,
+    pool: str = "",
 ) -> EvaluationRun:
+    """A queued run of the model on the plan; `pool` is the worker pool placement chose ("" none)."""
     return EvaluationRun.objects.create(
+        pool=pool,
         submission=submission,
         role=role,
         model_repo=intake.repo_id or intake.source,
