@@ -244,7 +244,7 @@ def _result(messages: list[dict[str, Any]], finished: bool, stdout: str, stderr:
     returncode = end["exit"] if isinstance(end["exit"], int) else None
     if end.get("timed_out"):
         return SandboxResult(TIMEOUT, returncode, stdout, stderr, duration, isolation,
-                             detail=f"killed after {limits.timeout_s:g}s wall clock")
+                             detail=f"killed at its time limit ({limits.timeout_s:g}s wall clock, {limits.cpu_s}s CPU)")
     status = PASSED if returncode == 0 else FAILED
     return SandboxResult(status, returncode, stdout, stderr, duration, isolation)
 
@@ -378,20 +378,24 @@ def _launcher_main(workdir: str, config_json: str, status_fd: int) -> None:
         except BaseException as exc:  # noqa: BLE001 - any failure before exec is the harness's
             channel.fail(f"sandbox setup: {type(exc).__name__}")
     os.close(alive_r)
-    code, timed_out = _supervise(pid, float(config["timeout_s"]))
+    code, timed_out = _supervise(pid, float(config["timeout_s"]), float(config["cpu_s"]))
     _remove_cgroup(cgroup)
     channel.send(exit=code, timed_out=timed_out)
     os._exit(0)
 
 
-def _supervise(pid: int, timeout_s: float) -> tuple[int, bool]:
+def _supervise(pid: int, timeout_s: float, cpu_s: float) -> tuple[int, bool]:
     """Wait for the init; at the wall-clock limit kill it, which kills its whole PID namespace.
-    Killed before it is reaped, its pid cannot have been reused."""
+    Killed before it is reaped, its pid cannot have been reused. A program the kernel killed at
+    its CPU-time limit (SIGXCPU, then SIGKILL) ran out of time too: timed out, whichever limit
+    came first on a busy or an idle machine."""
     deadline = time.monotonic() + timeout_s
     while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
+        done, status, usage = os.wait4(pid, os.WNOHANG)
         if done:
-            return os.waitstatus_to_exitcode(status), False
+            code = os.waitstatus_to_exitcode(status)
+            cpu_limited = code in (-signal.SIGKILL, -signal.SIGXCPU) and usage.ru_utime + usage.ru_stime >= cpu_s
+            return code, cpu_limited
         if time.monotonic() >= deadline:
             os.kill(pid, signal.SIGKILL)
             _, status = os.waitpid(pid, 0)
