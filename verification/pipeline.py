@@ -32,12 +32,13 @@ from verification.checks import Check, CheckContext, ModelRef, run_checks
 from verification.claims import ClaimsDoc
 from verification.compare import Measurement, base_section, compare
 from verification.config import DEFAULT_CORE_BENCHMARKS, Pool
+from verification.datasets import datasets_dir_or_default
+from verification.interrupts import reraise_interrupt
 from verification.modelcache import ModelCache
 from verification.placement import Placement, place, plan_download
 from verification.records import SampleRecord
 from verification.report import build_report
 from verification.safety.assessment import assess_safety
-from verification.interrupts import reraise_interrupt
 
 log = logging.getLogger(__name__)
 
@@ -630,7 +631,7 @@ def verify(
         private=register_private_sets(r.private_dir), max_model_bytes=r.max_model_bytes, token=r.token,
     )
     intake_s = round(time.monotonic() - started, 3)
-    datasets_dir = Path(r.datasets_dir) if r.datasets_dir else _required_datasets_dir()
+    datasets_dir = datasets_dir_or_default(r.datasets_dir)
     common = dict(backend=r.backend, datasets_dir=datasets_dir, limit=r.limit, cache=cache, engine=r.engine,
                   chunk_size=r.chunk_size, warm_backends=warm_backends)
     with ExitStack() as stack:
@@ -707,12 +708,3 @@ def code_version() -> str:
     if info["git_sha"]:
         return f"verity@{info['git_sha'][:12]}{'+dirty' if info['git_dirty'] else ''}"
     return f"verity=={info['package_version'] or 'unknown'}"
-
-
-def _required_datasets_dir() -> Path:
-    from verification.config import default_datasets_dir
-
-    found = default_datasets_dir()
-    if found is None:
-        raise ValueError("no benchmark data directory: set DATASETS_DIR")
-    return found

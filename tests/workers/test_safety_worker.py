@@ -12,18 +12,12 @@ from django.core.cache import cache
 
 from leaderboard.models import Claim, LeaderboardEntry, ModelSubmission
 from tests.workers.pipeline_helpers import wait_for
+from tests.workers.test_pipeline_worker import FINISHED
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 # The first 30 XSTest prompts: 25 safe homonyms and 5 unsafe contrasts, so both rates exist.
 SAFETY_LIMIT = 30
-FINISHED = (
-    ModelSubmission.Status.VERIFIED,
-    ModelSubmission.Status.FLAGGED,
-    ModelSubmission.Status.INCOMPLETE,
-    ModelSubmission.Status.FAILED,
-    ModelSubmission.Status.REJECTED,
-)
 
 
 def _env(tmp_path, redis_url: str, core: str, limit: int) -> dict[str, str]:
