@@ -429,6 +429,9 @@ class LeaderboardEntry(models.Model):
     repo_id = models.CharField(max_length=193, db_index=True)
     pinned_sha = models.CharField(max_length=40, blank=True, default="")
     average = models.FloatField(null=True, blank=True, db_index=True)
+    # True when `average` covers the whole standard set (LEADERBOARD_BENCHMARKS), each from a valid
+    # result; a partial entry is ranked apart from the complete ones, never mixed in.
+    complete = models.BooleanField(default=False, db_index=True)
     scores = models.JSONField(default=dict, blank=True)  # {slug: measured}
     claimed = models.JSONField(default=dict, blank=True)  # {slug: claimed}
     max_delta = models.FloatField(null=True, blank=True)  # largest claimed − measured
