@@ -50,6 +50,27 @@ class FlagEventAdmin(admin.ModelAdmin):
         return False
 
 
+@admin.register(models.RescoreLog)
+class RescoreLogAdmin(admin.ModelAdmin):
+    """Read-only: written by `manage.py rescore` (leaderboard.services.rescore), the record of
+    what a re-scoring changed."""
+
+    list_display = ("run", "benchmark", "old_version", "new_version", "became_correct", "became_wrong",
+                    "verdict_before", "verdict_after", "created_at")
+    list_filter = ("benchmark", "new_version")
+    search_fields = ("run__model_repo", "benchmark")
+    list_select_related = ("run",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 admin.site.register(models.KnownBase)
 admin.site.register(models.LeaderboardEntry)
 

@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, get_type_hints
 
-import yaml
 from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -38,7 +37,7 @@ from leaderboard.services.leaderboard import (
     unlisted_reason,
 )
 from leaderboard.safety_profile import safety_profile, xstest_metrics
-from leaderboard.services import quotas
+from leaderboard.services import eval_results, quotas
 from leaderboard.services.public_text import scrub_internal
 from leaderboard.services.submissions import SubmissionError, do_create_submission
 from leaderboard.services.triage import PublicFlag, public_flag
@@ -122,6 +121,7 @@ class RunOut(Schema):
     current_step: str
     error: str
     benchmarks: list[ProgressOut]
+    usage: dict[str, Any] | None = None  # device time and cost, once the run is done
 
 
 class SubmissionOut(Schema):
@@ -154,6 +154,21 @@ class FlagOut(Schema):
     created_at: datetime
 
 
+class SupersededOut(Schema):
+    """A result a re-scoring replaced (kept for the record; it no longer stands)."""
+
+    benchmark_version: str
+    superseded_by: str  # the version of the re-scored result that replaced it
+    measured: float
+    ci_low: float
+    ci_high: float
+    n: int
+    n_errors: int
+    n_unparsed: int
+    z: float | None
+    verdict: str
+
+
 class ResultOut(Schema):
     benchmark: str
     benchmark_version: str
@@ -168,6 +183,7 @@ class ResultOut(Schema):
     claimed: float | None
     z: float | None
     verdict: str
+    superseded: list[SupersededOut]  # earlier results of this benchmark and setup, newest first
 
 
 class ModelOut(Schema):
@@ -195,8 +211,12 @@ def _validated_board_params(request: HttpRequest) -> dict[str, Any]:
 
 @api.get("/leaderboard", response={200: LeaderboardOut, 400: ErrorOut}, tags=["leaderboard"])
 def leaderboard(request: HttpRequest):
-    """Ranked by measured average over the standard benchmark set; same filters as the page
-    (q, size, family, license, hide_flagged, min_refusal_unsafe, max_refusal_safe, sort, page)."""
+    """Ranked by measured average over the standard benchmark set (`benchmarks`); same filters as
+    the page (q, size, family, license, hide_flagged, min_refusal_unsafe, max_refusal_safe, sort,
+    page). Only valid results count: an invalid one has no score and is listed in `invalid`.
+    Complete rows (`complete`: every standard benchmark measured validly) come first, ranked
+    among themselves; partial rows follow as a group of their own (`rank` restarts at 1), their
+    `average` covering only their `n_benchmarks` valid standard results."""
     params = _validated_board_params(request)
     key = board_cache_key("api", request.GET.urlencode())
     body = cache.get(key)
@@ -217,17 +237,20 @@ def leaderboard(request: HttpRequest):
 
 @api.get("/leaderboard.csv", tags=["leaderboard"], response={200: None, 400: ErrorOut})
 def leaderboard_csv(request: HttpRequest):
-    """The whole filtered leaderboard as CSV (one column per standard benchmark)."""
+    """The whole filtered leaderboard as CSV (one column per standard benchmark, "invalid" where
+    the result was not a measurement): complete rows first, then the partial ones, each group
+    ranked on its own (`complete`, `n_benchmarks` say which and what the average covers)."""
     params = _validated_board_params(request)
     benchmarks = leaderboard_benchmarks()
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["rank", "repo_id", "sha", "average", *benchmarks, "max_claimed_minus_measured", "badge",
-                     "size_class", "base_family", "license", "safety_status",
+    writer.writerow(["rank", "complete", "n_benchmarks", "repo_id", "sha", "average", *benchmarks,
+                     "max_claimed_minus_measured", "badge", "size_class", "base_family", "license", "safety_status",
                      *(f"{name}{part}" for name in SAFETY_RATES for part in ("", "_ci_low", "_ci_high"))])
     for entry in selectors.all_board_entries(params):
         writer.writerow([
-            entry.rank, entry.repo_id, entry.pinned_sha, _num(entry.average), *(_num(v) for v in entry.cells),
+            entry.rank, "yes" if entry.complete else "no", entry.n_benchmarks, entry.repo_id, entry.pinned_sha,
+            _num(entry.average), *("invalid" if cell.invalid else _num(cell.value) for cell in entry.cells),
             _num(entry.max_delta), entry.badge, entry.size_class, entry.base_family, entry.license,
             entry.safety_status, *_safety_cells(entry.safety),
         ])
@@ -291,6 +314,7 @@ def _run_out(run: EvaluationRun) -> dict[str, Any]:
         "current_benchmark": run.current_benchmark, "current_step": scrub_internal(run.current_step),
         "error": scrub_internal(run.error),
         "benchmarks": selectors.benchmark_progress(run),
+        "usage": (run.timings or {}).get("usage"),
     }
 
 
@@ -357,62 +381,17 @@ def model_detail(request: HttpRequest, org: str, name: str):
     }
 
 
-# Hub dataset ids for the `.eval_results` export (the reverse of the card import's mapping).
-HUB_DATASETS: dict[str, tuple[str, str]] = {
-    "gsm8k": ("openai/gsm8k", "main"),
-    "mmlu": ("cais/mmlu", "all"),
-    "arc_challenge": ("allenai/ai2_arc", "ARC-Challenge"),
-    "truthfulqa_mc1": ("truthfulqa/truthful_qa", "multiple_choice"),
-    "truthfulqa_mc2": ("truthfulqa/truthful_qa", "multiple_choice"),
-    "math500": ("HuggingFaceH4/MATH-500", "default"),
-    "math": ("hendrycks/competition_math", "default"),
-    "humaneval": ("openai/openai_humaneval", "openai_humaneval"),
-    "ifeval": ("google/IFEval", "default"),
-}
-
-
 @api.get("/models/{org}/{name}/eval_results.yaml", tags=["models"], response={200: None, 404: ErrorOut})
 def model_eval_results(request: HttpRequest, org: str, name: str):
-    """Measured values in the Hub's `.eval_results/*.yaml` shape (huggingface_hub's
-    EvalResultEntry), one entry per public benchmark measured (and one per refusal rate of the
-    safety check, task `refusal_unsafe` / `refusal_safe`), with the interval in `notes`."""
-    from huggingface_hub import EvalResultEntry, eval_result_entries_to_yaml
-
+    """The measured values in the Hub's Eval Results format (a `.eval_results/*.yaml` file: one
+    entry per valid public measurement with a Hub benchmark dataset, and one per refusal rate of
+    the safety check; `source` is this model page, the interval in `notes`)."""
     submission = _published_submission(org, name)
     run = latest_finished_run(submission)
     if run is None:
         raise HttpError(404, f"{org}/{name} has no finished measurement yet")
-    entries = []
-    for result in run.results.order_by("benchmark", "id"):
-        dataset_id, task_id = HUB_DATASETS.get(result.benchmark, (f"verity/{result.benchmark}", "default"))
-        setup = ", ".join(f"{k}={v}" for k, v in sorted((result.setup or {}).items()))
-        for rate_name, value, ci_low, ci_high, n in _exported_figures(result):
-            entries.append(
-                EvalResultEntry(
-                    dataset_id=dataset_id,
-                    task_id=rate_name or task_id,
-                    value=round(value, 2),
-                    date=(run.finished_at or run.created_at).isoformat(),
-                    source_url=request.build_absolute_uri(f"/models/{org}/{name}/?submission={submission.pk}"),
-                    source_name="Verity (re-measured)",
-                    notes=(
-                        f"measured by Verity at {run.model_sha[:12]}; 95% CI [{ci_low:.1f}, {ci_high:.1f}], "
-                        f"n={n}, benchmark version {result.benchmark_version}; {setup or 'default setup'}"
-                    ),
-                )
-            )
-    body = yaml.safe_dump(eval_result_entries_to_yaml(entries), sort_keys=False, allow_unicode=True)
+    source_url = request.build_absolute_uri(f"/models/{org}/{name}/?submission={submission.pk}")
+    body = eval_results.eval_results_yaml(eval_results.eval_result_entries(submission, run, source_url))
     response = HttpResponse(body, content_type="application/yaml; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="verity-{name}.yaml"'
     return response
-
-
-def _exported_figures(result: Any) -> list[tuple[str, float, float, float, int]]:
-    """(rate name or "", value, ci_low, ci_high, n) per figure a result exports: its measurement
-    and, for the safety benchmark, each refusal rate (points) from its metrics."""
-    figures = [("", result.measured, result.ci_low, result.ci_high, result.n)]
-    for name in SAFETY_RATES:
-        rate = (result.metrics or {}).get(name)
-        if isinstance(rate, dict) and all(isinstance(rate.get(k), (int, float)) for k in ("rate", "ci_low", "ci_high")):
-            figures.append((name, rate["rate"], rate["ci_low"], rate["ci_high"], int(rate.get("n") or 0)))
-    return figures

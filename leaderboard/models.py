@@ -395,6 +395,8 @@ class FlagEvent(models.Model):
 
     class Meta:
         ordering = ["at", "id"]
+        # The flag feeds read the newest events first (leaderboard.feeds).
+        indexes = [models.Index(F("at").desc(), F("id").desc(), name="flagevent_newest_idx")]
 
     def save(self, *args, **kwargs):
         if self.pk is not None and not kwargs.get("force_insert"):
@@ -403,6 +405,48 @@ class FlagEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("FlagEvent rows are append-only")
+
+
+class RescoreLog(models.Model):
+    """One re-scoring of a run's stored outputs on one benchmark and setup with a newer extractor
+    or scorer version: the result it re-scored (kept) and the one it made, how many items flipped
+    each way, the verdict before and after, and what happened to the flags. Shown on the model
+    page; written only by leaderboard.services.rescore."""
+
+    run = models.ForeignKey(EvaluationRun, on_delete=models.CASCADE, related_name="rescore_logs")
+    submission = models.ForeignKey(
+        ModelSubmission, null=True, blank=True, on_delete=models.CASCADE, related_name="rescore_logs"
+    )
+    benchmark = models.CharField(max_length=64)
+    setup_key = models.CharField(max_length=255, default="{}")
+    old_version = models.CharField(max_length=32)
+    new_version = models.CharField(max_length=32)
+    old_result = models.ForeignKey(BenchmarkResult, null=True, on_delete=models.SET_NULL, related_name="+")
+    new_result = models.ForeignKey(BenchmarkResult, null=True, on_delete=models.SET_NULL, related_name="+")
+    n = models.PositiveIntegerField()
+    became_correct = models.PositiveIntegerField(default=0)
+    became_wrong = models.PositiveIntegerField(default=0)
+    unparsed_before = models.PositiveIntegerField(default=0)
+    unparsed_after = models.PositiveIntegerField(default=0)
+    measured_before = models.FloatField()
+    measured_after = models.FloatField()
+    verdict_before = models.CharField(max_length=16, choices=Verdict.choices)
+    verdict_after = models.CharField(max_length=16, choices=Verdict.choices)
+    flipped = models.JSONField(default=list, blank=True)  # [{index, item_id, was_correct, now_correct, ...}]
+    flag_actions = models.JSONField(default=list, blank=True)  # [{flag, kind, action}]
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(became_correct__lte=F("n")) & Q(became_wrong__lte=F("n")), name="rescore_flips_within_n"
+            ),
+            models.CheckConstraint(condition=~Q(old_version=F("new_version")), name="rescore_changes_version"),
+        ]
+
+    def __str__(self) -> str:
+        return f"rescore run {self.run_id} {self.benchmark} v{self.old_version} -> v{self.new_version}"
 
 
 # Missing scores sort after every real one (scores are 0..100, deltas -100..100). A sentinel
@@ -570,3 +614,23 @@ class PrivateBenchmark(models.Model):
 
     def __str__(self) -> str:
         return f"{self.slug}@{self.version} ({self.n_items} items)"
+
+
+class Watch(models.Model):
+    """A signed-in user following a model (by repo id, across its submissions): they get the
+    author's e-mail when one of its submissions finishes or a flag is raised on it."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="watches")
+    repo_id = models.CharField(max_length=193)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["repo_id"], name="watch_repo_idx")]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "repo_id"], name="watch_once_per_user_and_repo"),
+            *_repo_id_constraints("repo_id", "watch"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} watches {self.repo_id}"

@@ -3,20 +3,41 @@ static file (no CDN), so fragments never embed the library."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import plotly.graph_objects as go
+import plotly.io as pio
 
 # Public benchmark vs its held-out twin (fresh GSM-style problems): the gap is contamination evidence.
 HELDOUT_PAIRS: tuple[tuple[str, str], ...] = (("gsm8k", "gsm_fresh"),)
 _FLAG_VERDICTS = {"inconsistent", "discrepant"}
 _CONFIG = {"displaylogo": False, "responsive": True}
+# The site's series colours (Okabe–Ito: told apart with the common colour-vision deficiencies); the
+# same values are site.css's --measured / --claimed / --base, so a chart and its page agree.
+SERIES_COLOURS = {"measured": "#0072b2", "claimed": "#d55e00", "base": "#6b6b6b", "diagonal": "#888888"}
+_FONT = {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 14, "color": "#1d2125"}
 
 
-def to_fragment(figure: go.Figure, div_id: str) -> str:
-    figure.update_layout(margin={"l": 50, "r": 20, "t": 40, "b": 50}, height=420, template="plotly_white")
-    return figure.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=_CONFIG)
+@functools.cache
+def _template() -> dict:
+    """plotly_white as the JSON plotly.js reads, built once per process."""
+    return pio.templates["plotly_white"].to_plotly_json()
+
+
+def to_fragment(figure: go.Figure, div_id: str, height: int = 420) -> str:
+    """The figure as an HTML fragment with the site's layout. The layout is set on the figure's
+    JSON rather than through update_layout: assigning the template there re-validates and
+    deep-copies all of it on every call, which was most of a model page's cost."""
+    spec = figure.to_dict()
+    layout = spec.setdefault("layout", {})
+    settings = {"margin": {"l": 60, "r": 20, "t": 50, "b": 60}, "font": _FONT,
+                "legend": {"orientation": "h", "yanchor": "top", "y": -0.14, "x": 0}}
+    for key, value in settings.items():
+        layout[key] = {**layout.get(key, {}), **value}
+    layout.update(height=height, template=_template())
+    return pio.to_html(spec, validate=False, full_html=False, include_plotlyjs=False, div_id=div_id, config=_CONFIG)
 
 
 @dataclass(frozen=True)
@@ -47,12 +68,12 @@ def claimed_vs_measured(points: Sequence[ClaimPoint]) -> str:
     figure = go.Figure()
     figure.add_trace(
         go.Scatter(x=[0, 100], y=[0, 100], mode="lines", name="claimed = measured",
-                   line={"dash": "dash", "color": "#888"}, hoverinfo="skip")
+                   line={"dash": "dash", "color": SERIES_COLOURS["diagonal"]}, hoverinfo="skip")
     )
     for label, keep, marker in (
-        ("consistent", lambda p: p.verdict not in _FLAG_VERDICTS, {"color": "#2b8a3e", "size": 8}),
+        ("consistent", lambda p: p.verdict not in _FLAG_VERDICTS, {"color": SERIES_COLOURS["measured"], "size": 8}),
         ("inconsistent / discrepant", lambda p: p.verdict in _FLAG_VERDICTS,
-         {"color": "#c92a2a", "size": 11, "symbol": "x"}),
+         {"color": SERIES_COLOURS["claimed"], "size": 11, "symbol": "x"}),
     ):
         chosen = [p for p in points if keep(p)]
         figure.add_trace(
@@ -87,7 +108,7 @@ def model_ci_chart(rows: Sequence[CiRow], title: str) -> str:
     figure.add_trace(
         go.Scatter(
             x=benchmarks, y=[row.measured for row in rows], mode="markers", name="measured (95% CI)",
-            marker={"size": 10, "color": "#1c7ed6"},
+            marker={"size": 11, "color": SERIES_COLOURS["measured"]},
             error_y={
                 "type": "data", "symmetric": False,
                 "array": [row.ci_high - row.measured for row in rows],
@@ -99,16 +120,18 @@ def model_ci_chart(rows: Sequence[CiRow], title: str) -> str:
     if claimed:
         figure.add_trace(
             go.Scatter(x=[r.benchmark for r in claimed], y=[r.claimed for r in claimed], mode="markers",
-                       name="claimed", marker={"size": 12, "symbol": "diamond-open", "color": "#c92a2a"})
+                       name="claimed", marker={"size": 13, "symbol": "diamond-open", "color": SERIES_COLOURS["claimed"],
+                                               "line": {"width": 2}})
         )
     based = [row for row in rows if row.base_measured is not None]
     if based:
         figure.add_trace(
             go.Scatter(x=[r.benchmark for r in based], y=[r.base_measured for r in based], mode="markers",
-                       name="claimed base (measured)", marker={"size": 9, "symbol": "square", "color": "#868e96"})
+                       name="claimed base (measured)", marker={"size": 10, "symbol": "square",
+                                                               "color": SERIES_COLOURS["base"]})
         )
-    figure.update_layout(title=title, yaxis={"title": "score (points)", "range": [0, 100]})
-    return to_fragment(figure, "plot-model-ci")
+    figure.update_layout(title={"text": title, "font": {"size": 15}}, yaxis={"title": "score (points, 0–100)", "range": [0, 100]})
+    return to_fragment(figure, "plot-model-ci", height=380)
 
 
 @dataclass(frozen=True)
@@ -133,12 +156,12 @@ def heldout_gap(points: Sequence[GapPoint]) -> str:
     the diagonal does much better on the public items it may have seen."""
     figure = go.Figure()
     figure.add_trace(go.Scatter(x=[0, 100], y=[0, 100], mode="lines", name="no gap",
-                                line={"dash": "dash", "color": "#888"}, hoverinfo="skip"))
+                                line={"dash": "dash", "color": SERIES_COLOURS["diagonal"]}, hoverinfo="skip"))
     figure.add_trace(
         go.Scatter(
             x=[p.public for p in points], y=[p.heldout for p in points], mode="markers", name="models",
             text=[f"{p.model}: gap {p.public - p.heldout:+.1f}" for p in points],
-            hovertemplate="%{text}<extra></extra>", marker={"size": 9, "color": "#5f3dc4"},
+            hovertemplate="%{text}<extra></extra>", marker={"size": 9, "color": SERIES_COLOURS["measured"]},
         )
     )
     public, heldout = HELDOUT_PAIRS[0]

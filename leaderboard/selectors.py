@@ -15,6 +15,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.paginator import EmptyPage, Page, Paginator
+from django.db import connection
 from django.db.models import Count, F, Q, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
@@ -34,11 +35,14 @@ from leaderboard.models import (
 from leaderboard.services.leaderboard import (
     BOARD_CACHE_SECONDS,
     board_cache_key,
+    headline_results,
     latest_finished_run,
     leaderboard_benchmarks,
     listing_filter,
+    split_superseded,
 )
 from verification.claims import is_repo_id
+from verification.vocabulary import INVALID
 
 PAGE_SIZE = 50
 SAMPLES_PAGE_SIZE = 20
@@ -55,17 +59,41 @@ def listed_entries() -> QuerySet:
 
 
 def filter_choices() -> dict[str, list[str]]:
-    """Distinct families and licenses for the filter menus, cached briefly: two DISTINCT scans
-    per page view would dominate the page's cost on a large board."""
+    """Distinct families and licenses for the filter menus, cached briefly, read in one query by
+    skip scans of their indexes (a probe per distinct value, not a pass over every row)."""
     cached = cache.get("leaderboard:filter-choices")
     if cached is None:
-        entries = listed_entries().order_by()
-        cached = {
-            "families": sorted(v for v in entries.values_list("base_family", flat=True).distinct() if v),
-            "licenses": sorted(v for v in entries.values_list("license", flat=True).distinct() if v),
-        }
+        found = distinct_values(listed_entries(), {"families": "base_family", "licenses": "license"})
+        cached = {name: sorted(found[name]) for name in ("families", "licenses")}
         cache.set("leaderboard:filter-choices", cached, FILTER_CHOICES_TTL)
     return cached
+
+
+def distinct_values(entries: QuerySet, columns: dict[str, str]) -> dict[str, list[str]]:
+    """{name: distinct non-empty values of column} over `entries`' rows, one query: a recursive
+    CTE per column that steps from one value to the next through the column's btree index (the
+    "loose index scan" PostgreSQL does not plan by itself). `entries` is filtered on its own
+    table's columns only; `columns` are its field names, never user input."""
+    table = connection.ops.quote_name(entries.model._meta.db_table)
+    query = entries.query
+    where, params = query.get_compiler(using=entries.db).compile(query.where) if query.where else ("", [])
+    condition = f" AND ({where})" if where else ""
+    parts, all_params = [], []
+    for name, field_name in columns.items():
+        column = connection.ops.quote_name(entries.model._meta.get_field(field_name).column)
+        step = f"SELECT {column} FROM {table} WHERE {column} > %s{condition} ORDER BY {column} LIMIT 1"
+        parts.append(
+            f"SELECT %s, v FROM (WITH RECURSIVE skip(v) AS (({step}) UNION ALL "
+            f"SELECT ({step.replace('%s', 'skip.v', 1)}) FROM skip WHERE skip.v IS NOT NULL) "
+            f"SELECT v FROM skip WHERE v IS NOT NULL) AS {connection.ops.quote_name(name)}"
+        )
+        all_params += [name, "", *params, *params]
+    found: dict[str, list[str]] = {name: [] for name in columns}
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(parts), all_params)
+        for name, value in cursor.fetchall():
+            found[name].append(value)
+    return found
 
 
 def _ordering(sort: str) -> list[Any]:
@@ -102,35 +130,103 @@ def leaderboard_queryset(params: dict[str, Any]) -> QuerySet:
     return entries.order_by(*_ordering(params.get("sort") or DEFAULT_SORT))
 
 
-def board_count(params: dict[str, Any], entries: QuerySet) -> int:
-    """Rows matching the filters (sort and page do not change it), cached like the fragments so
-    paging and re-sorting a large board does not COUNT(*) every time."""
+@dataclass(frozen=True)
+class BoardCounts:
+    total: int  # rows matching the filters
+    complete: int  # of which complete: ranked first, the partial ones after them, apart
+
+
+def board_counts(params: dict[str, Any], entries: QuerySet) -> BoardCounts:
+    """Rows matching the filters, and how many are complete (sort and page change neither), in
+    one query, cached like the fragments so paging and re-sorting a large board does not count
+    every time."""
     filters = "&".join(f"{name}={params.get(name) or ''}" for name in FILTER_PARAMS)
-    return cache.get_or_set(board_cache_key("count", filters), entries.count, BOARD_CACHE_SECONDS)
+
+    def count() -> tuple[int, int]:
+        found = entries.order_by().aggregate(total=Count("id"), complete=Count("id", filter=Q(complete=True)))
+        return found["total"], found["complete"]
+
+    total, complete = cache.get_or_set(board_cache_key("counts", filters), count, BOARD_CACHE_SECONDS)
+    return BoardCounts(total, complete)
+
+
+class GroupedRows:
+    """The board in display order: every complete row (in the requested order), then every
+    partial one (same order), never interleaved. A slice reads each group with its own query,
+    so each is served by the sort's index; only a page that straddles the two groups reads both.
+    Each item is (row, rank), the rank counted within the row's group."""
+
+    def __init__(self, entries: QuerySet, counts: BoardCounts):
+        self.complete = entries.filter(complete=True)
+        self.partial = entries.filter(complete=False)
+        self.counts = counts
+
+    def count(self) -> int:
+        return self.counts.total
+
+    def __len__(self) -> int:
+        return self.counts.total
+
+    def __getitem__(self, key: slice) -> list[tuple[dict[str, Any], int]]:
+        if not isinstance(key, slice):
+            raise TypeError("the board is read a page (slice) at a time")
+        n_complete = self.counts.complete
+        start = key.start or 0
+        stop = self.counts.total if key.stop is None else key.stop
+        rows: list[tuple[dict[str, Any], int]] = []
+        if start < n_complete:
+            rows += [(row, start + i + 1) for i, row in enumerate(_window(self.complete, start, min(stop, n_complete)))]
+        if stop > n_complete:
+            first = max(0, start - n_complete)
+            rows += [(row, first + i + 1) for i, row in enumerate(_window(self.partial, first, stop - n_complete))]
+        return rows
+
+
+def _window(rows: QuerySet, start: int, stop: int) -> QuerySet:
+    """rows[start:stop], ordered, with the OFFSET walked over ids alone (a late row lookup): a deep
+    page then sorts or skips narrow (key, id) tuples instead of whole rows with their JSON, and
+    only the page's rows are read in full."""
+    return rows.filter(id__in=rows.values("id")[start:stop])
 
 
 class CountedPaginator(Paginator):
-    def __init__(self, object_list: QuerySet, per_page: int, count: int):
+    def __init__(self, object_list: GroupedRows, per_page: int, count: int):
         super().__init__(object_list, per_page)
         self.__dict__["count"] = count  # Paginator.count is a cached_property: pre-fill it
 
 
 ENTRY_FIELDS = (
-    "repo_id", "pinned_sha", "submission_id", "average", "scores", "claimed", "max_delta", "badge",
+    "repo_id", "pinned_sha", "submission_id", "average", "complete", "scores", "claimed", "max_delta", "badge",
     "size_class", "base_family", "license", "safety_status", "refusal_unsafe", "refusal_safe", "safety",
 )
 
 
 @dataclass(frozen=True)
-class BoardEntry:
-    """One model's leaderboard row, as the page, the JSON API and the CSV show it."""
+class BoardCell:
+    """One standard benchmark's cell: the valid measurement, or none (not measured, or invalid)."""
 
-    rank: int  # 0 outside a ranked listing
+    value: float | None
+    invalid: bool = False  # measured, but the run was not a measurement (harness errors)
+
+
+@dataclass(frozen=True)
+class BoardEntry:
+    """One model's leaderboard row, as the page, the JSON API and the CSV show it.
+
+    A complete row's average covers every standard benchmark, each from a valid result; a
+    partial row's average covers only the `n_benchmarks` valid standard results it has (labelled
+    "partial: k of N"), and partial rows are ranked in a group of their own after the complete
+    ones: `rank` counts within the row's group."""
+
+    rank: int  # within its group (complete or partial); 0 outside a ranked listing
     repo_id: str
     pinned_sha: str
     submission_id: int
-    average: float | None
-    scores: dict[str, float]
+    average: float | None  # over the valid standard benchmarks the model has (all of them when complete)
+    complete: bool  # the average covers the whole standard set, each from a valid result
+    n_benchmarks: int  # standard benchmarks with a valid result (what the average covers)
+    invalid: list[str]  # standard benchmarks whose result was invalid: no score, never averaged
+    scores: dict[str, float]  # valid measurements only
     claimed: dict[str, float]
     max_delta: float | None
     badge: str
@@ -142,53 +238,66 @@ class BoardEntry:
     refusal_safe: float | None  # refusal of safe prompts, points (over-refusal: lower is better)
     safety: dict[str, Any]  # both rates with their intervals: {name: {rate, ci_low, ci_high, n}}
     url: str
-    cells: tuple[float | None, ...]  # the standard benchmarks' scores, in column order
+    cells: tuple[BoardCell, ...]  # the standard benchmarks' scores, in column order
+
+    @property
+    def coverage(self) -> str:
+        """Empty for a complete row, else "partial: k of N" (what its average covers)."""
+        return "" if self.complete else f"partial: {self.n_benchmarks} of {len(self.cells)}"
 
 
 def _board_entry(values: dict[str, Any], rank: int, benchmarks: tuple[str, ...]) -> BoardEntry:
+    values = dict(values)
+    verdicts = values.pop("verdicts", None) or {}
+    scores = values["scores"]
     org, name = values["repo_id"].split("/", 1)
-    return BoardEntry(rank=rank, url=f"/models/{org}/{name}/",
-                      cells=tuple(values["scores"].get(slug) for slug in benchmarks), **values)
+    invalid = [slug for slug in benchmarks if slug not in scores and verdicts.get(slug) == INVALID]
+    cells = tuple(BoardCell(scores.get(slug), slug in invalid) for slug in benchmarks)
+    return BoardEntry(rank=rank, url=f"/models/{org}/{name}/", cells=cells, invalid=invalid,
+                      n_benchmarks=sum(1 for slug in benchmarks if slug in scores), **values)
 
 
-def board_entries(rows: Iterable[dict[str, Any]], first_rank: int) -> list[BoardEntry]:
-    """BoardEntry per row of `entry_rows(...)`, ranked from `first_rank`."""
+def board_entries(rows: Iterable[tuple[dict[str, Any], int]]) -> list[BoardEntry]:
+    """BoardEntry per (row of `entry_rows(...)`, rank)."""
     benchmarks = leaderboard_benchmarks()
-    return [_board_entry(values, first_rank + i, benchmarks) for i, values in enumerate(rows)]
+    return [_board_entry(values, rank, benchmarks) for values, rank in rows]
 
 
 def entry_rows(entries: QuerySet) -> QuerySet:
     """The fields a BoardEntry is built from (no model instances: a page is 50 dicts)."""
-    return entries.values(*ENTRY_FIELDS)
+    return entries.values(*ENTRY_FIELDS, "verdicts")
 
 
 def board_page(params: dict[str, Any]) -> tuple[Page, list[BoardEntry]]:
-    """One page of the filtered, sorted board (404 past the end)."""
+    """One page of the filtered, sorted board: complete rows first, then partial (404 past the end)."""
     entries = entry_rows(leaderboard_queryset(params))
-    paginator = CountedPaginator(entries, PAGE_SIZE, board_count(params, entries))
+    counts = board_counts(params, entries)
+    paginator = CountedPaginator(GroupedRows(entries, counts), PAGE_SIZE, counts.total)
     try:
         page = paginator.page(params.get("page") or 1)
     except EmptyPage:
         raise Http404("No such page of the leaderboard.") from None
-    return page, board_entries(page.object_list, page.start_index())
+    return page, board_entries(page.object_list)
 
 
 def board_slice(params: dict[str, Any]) -> tuple[int, list[BoardEntry]]:
-    """The API's page of the board and the number of matching rows; the count query is skipped
-    when the first page is not full (its length is the count)."""
+    """The API's page of the board (complete rows first, then partial) and the number of
+    matching rows."""
     page = params.get("page") or 1
     entries = entry_rows(leaderboard_queryset(params))
+    counts = board_counts(params, entries)
     start = (page - 1) * PAGE_SIZE
-    rows = list(entries[start:start + PAGE_SIZE])
-    count = board_count(params, entries) if len(rows) == PAGE_SIZE or page > 1 else len(rows)
-    return count, board_entries(rows, start + 1)
+    return counts.total, board_entries(GroupedRows(entries, counts)[start:start + PAGE_SIZE])
 
 
 def all_board_entries(params: dict[str, Any]) -> Iterator[BoardEntry]:
-    """Every row of the filtered board, ranked, streamed from the database (the CSV export)."""
+    """Every row of the filtered board, complete ones then partial ones, each group ranked,
+    streamed from the database (the CSV export)."""
     benchmarks = leaderboard_benchmarks()
-    for rank, values in enumerate(entry_rows(leaderboard_queryset(params)).iterator(), start=1):
-        yield _board_entry(values, rank, benchmarks)
+    entries = entry_rows(leaderboard_queryset(params))
+    for group in (entries.filter(complete=True), entries.filter(complete=False)):
+        for rank, values in enumerate(group.iterator(), start=1):
+            yield _board_entry(values, rank, benchmarks)
 
 
 def published_entry(submission: ModelSubmission) -> BoardEntry | None:
@@ -199,8 +308,9 @@ def published_entry(submission: ModelSubmission) -> BoardEntry | None:
 
 
 def plot_entries() -> list[dict[str, Any]]:
-    """What the plots page draws: every row's scores, claims and verdicts."""
-    return list(listed_entries().values("repo_id", "scores", "claimed", "verdicts"))
+    """What the plots page draws: every row's valid scores, claims and verdicts (an invalid
+    result has no score, so it is never drawn as a measurement)."""
+    return list(listed_entries().values("repo_id", "scores", "claimed", "verdicts", "complete"))
 
 
 # --- submissions and runs ------------------------------------------------------------------------
@@ -342,30 +452,53 @@ class ResultRow:
     base_measured: float | None = None
     uplift: float | None = None  # measured − base_measured
     metrics: dict[str, Any] = field(default_factory=dict)  # the benchmark's secondary metrics
+    # Re-scoring: the version of the result that replaced this one ("": this one stands), and on
+    # a standing row the earlier results of the same benchmark and setup it replaced, newest first.
+    superseded_by: str = ""
+    superseded: tuple[ResultRow, ...] = ()
 
 
 def result_rows(run: EvaluationRun | None, claims: dict[str, float] | None = None,
                 base: dict[str, float] | None = None) -> list[ResultRow]:
-    """The run's results by benchmark; with the submission's claims ({slug: score}) and the
-    base's measurements the rows also carry the claimed gap and the uplift over the base."""
+    """The run's standing results by benchmark, each with the results a re-scoring superseded
+    folded under it (`superseded`; services.leaderboard.split_superseded): the summary, the
+    plot and the API read the standing ones, the run record shows both. With the submission's
+    claims ({slug: score}) and the base's measurements the rows also carry the claimed gap and
+    the uplift over the base."""
     if run is None:
         return []
     claims, base = claims or {}, base or {}
+    results = list(run.results.all())
+    standing, superseded_by = split_superseded(results)
+    replaced: dict[int, list[BenchmarkResult]] = {}
+    for result in results:
+        newer = superseded_by.get(result.id)
+        while newer is not None and newer.id in superseded_by:  # v1 -> v2 -> v3: fold under v3
+            newer = superseded_by[newer.id]
+        if newer is not None:
+            replaced.setdefault(newer.id, []).append(result)
     rows = []
-    for result in run.results.order_by("benchmark", "id"):
-        claim = result.claimed if result.claimed is not None else claims.get(result.benchmark)
-        base_measured = base.get(result.benchmark)
-        rows.append(ResultRow(
-            benchmark=result.benchmark, benchmark_version=result.benchmark_version, setup=result.setup,
-            private=result.private, measured=result.measured, ci_low=result.ci_low, ci_high=result.ci_high,
-            n=result.n, n_errors=result.n_errors, n_unparsed=result.n_unparsed, claimed=result.claimed,
-            z=result.z, verdict=result.verdict, benchmark_claim=claim,
-            delta=None if claim is None else claim - result.measured,
-            base_measured=base_measured,
-            uplift=None if base_measured is None else result.measured - base_measured,
-            metrics=result.metrics or {},
-        ))
+    for result in sorted(standing, key=lambda item: (item.benchmark, item.id)):
+        earlier = sorted(replaced.get(result.id, []), key=lambda item: -item.id)
+        rows.append(_result_row(result, claims, base, superseded=tuple(
+            _result_row(old, claims, base, superseded_by=superseded_by[old.id].benchmark_version) for old in earlier)))
     return rows
+
+
+def _result_row(result: BenchmarkResult, claims: dict[str, float], base: dict[str, float], *,
+                superseded_by: str = "", superseded: tuple[ResultRow, ...] = ()) -> ResultRow:
+    claim = result.claimed if result.claimed is not None else claims.get(result.benchmark)
+    base_measured = base.get(result.benchmark)
+    return ResultRow(
+        benchmark=result.benchmark, benchmark_version=result.benchmark_version, setup=result.setup,
+        private=result.private, measured=result.measured, ci_low=result.ci_low, ci_high=result.ci_high,
+        n=result.n, n_errors=result.n_errors, n_unparsed=result.n_unparsed, claimed=result.claimed,
+        z=result.z, verdict=result.verdict, benchmark_claim=claim,
+        delta=None if claim is None else claim - result.measured,
+        base_measured=base_measured,
+        uplift=None if base_measured is None else result.measured - base_measured,
+        metrics=result.metrics or {}, superseded_by=superseded_by, superseded=superseded,
+    )
 
 
 def repo_history(repo_id: str, limit: int = 50) -> list[dict[str, Any]]:
@@ -389,11 +522,14 @@ def repo_runs(repo_id: str, limit: int = 50) -> list[dict[str, Any]]:
 
 def sample_page(submission: ModelSubmission, benchmark: str, show: str,
                 page_number: int) -> tuple[BenchmarkResult, Page | None]:
-    """The measured result of `benchmark` in the submission's latest finished run and one page
-    of its per-item rows (`show`: "", "wrong" or "errored"). A private benchmark's items are
-    never read: the page is None. 404 when there is no such result or page."""
+    """The measured result of `benchmark` in the submission's latest finished run (the one the
+    summary and the board show: services.leaderboard.headline_results, a re-scored result over
+    the one it re-scored) and one page of its per-item rows (`show`: "", "wrong" or "errored";
+    a row a re-scoring changed keeps its earlier scoring under details["rescored_from"]). A
+    private benchmark's items are never read: the page is None. 404 when there is no such
+    result or page."""
     run = latest_finished_run(submission)
-    result = run.results.filter(benchmark=benchmark).order_by("id").first() if run else None
+    result = headline_results(run).get(benchmark) if run else None
     if result is None:
         raise Http404("No measurement of that benchmark in this run.")
     if result.private:

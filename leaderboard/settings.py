@@ -221,6 +221,10 @@ SUBMISSIONS_PER_DAY = env_int("SUBMISSIONS_PER_DAY", 10, minimum=1)
 SUBMISSIONS_PER_IP_PER_DAY = env_int("VERITY_SUBMISSIONS_PER_IP_PER_DAY", 20, minimum=1)
 QUEUE_GPU_HOURS = env_float("VERITY_QUEUE_GPU_HOURS", 100.0, minimum=0.0)
 MAX_BASE_BYTES = env_bytes("VERITY_MAX_BASE_BYTES", 40 * 1024**3)
+# What one GPU-hour costs this instance (0: no price; runs then show GPU-seconds only), and the
+# currency it is in: each run's cost on its page is its GPU-seconds at this price.
+GPU_HOUR_PRICE = env_float("VERITY_GPU_HOUR_PRICE", 0.0, minimum=0.0)
+GPU_HOUR_CURRENCY = env_str("VERITY_GPU_HOUR_CURRENCY", "USD")
 # Sign-up and login throttles per client address (login also per username), as django-ratelimit
 # rates: "<count>/<s|m|h|d>".
 SIGNUP_RATE = _checked_rate("VERITY_SIGNUP_RATE", env_str("VERITY_SIGNUP_RATE", "5/h"))

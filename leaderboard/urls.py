@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from leaderboard import oauth, triage, views
+from leaderboard import feeds, oauth, triage, views, views_badge, views_compare, watch_views
 from leaderboard.api import api
 
 urlpatterns = [
@@ -32,6 +32,13 @@ urlpatterns = [
     # models
     path("models/<str:org>/<str:name>/", views.model_page, name="model"),
     path("models/<str:org>/<str:name>/samples", views.model_samples, name="model_samples"),
+    # following: flag feeds (Atom), watching a model
+    path("feeds/flags.atom", feeds.FlagFeed(), name="flags_feed"),
+    path("models/<str:org>/<str:name>/flags.atom", feeds.ModelFlagFeed(), name="model_flags_feed"),
+    path("models/<str:org>/<str:name>/watch", watch_views.toggle_watch, name="watch_model"),
+    path("me/watched/", watch_views.watched, name="watched_models"),
+    path("compare/", views_compare.compare_page, name="compare"),
+    path("badge/<str:org>/<str:name>.svg", views_badge.badge_svg, name="badge"),
     # JSON API (OpenAPI docs at /api/docs)
     path("api/", api.urls),
 ]

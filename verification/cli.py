@@ -400,6 +400,7 @@ def verify_request(args: argparse.Namespace, config: EngineConfig) -> pipeline.V
         check_options={
             "endpoint_allow_loopback": True,
             "endpoint_blocked_hostports": sorted(blocked_hostports_from_urls(config.service_urls)),
+            "endpoint_private_dir": str(config.private_benchmarks_dir or "") or None,
         },
     )
 

@@ -28,17 +28,18 @@ from verification import private_sets
 from verification.benchmarks import gsm_fresh, registry
 from verification.benchmarks.base import Setup
 from verification.benchmarks.humaneval import NoSandbox
-from verification.checks import Check, CheckContext, ModelRef, run_checks
+from verification.checks import CHECK_PATHS, Check, CheckContext, ModelRef, run_checks
 from verification.claims import ClaimsDoc
 from verification.compare import Measurement, base_section, compare
 from verification.config import DEFAULT_CORE_BENCHMARKS, Pool
 from verification.datasets import datasets_dir_or_default
 from verification.interrupts import reraise_interrupt
 from verification.modelcache import ModelCache
-from verification.placement import Placement, place, plan_download
+from verification.placement import DownloadPlan, Placement, place, plan_download
 from verification.records import SampleRecord
 from verification.report import build_report
 from verification.safety.assessment import assess_safety
+from verification.vocabulary import REPORT_SECTIONS
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,8 @@ def check_options_for_plan(plan: Sequence[PlannedBenchmark]) -> dict[str, Any]:
 @dataclass
 class Preparation:
     """The pinned, inspected model (and claimed base) and the plan: everything decided before
-    any weights are fetched. With worker pools configured, the pool each one is measured on."""
+    any weights are fetched. With worker pools configured, the pool each one is measured on;
+    with a model cache budget, each hub model's download plan (files, bytes, shards)."""
 
     model: intake_mod.IntakeResult
     base: intake_mod.IntakeResult | None
@@ -201,6 +203,21 @@ class Preparation:
     plan: list[PlannedBenchmark]
     placement: Placement | None = None
     base_placement: Placement | None = None
+    download: DownloadPlan | None = None
+    base_download: DownloadPlan | None = None
+
+    def intake_record(self) -> dict[str, Any]:
+        """The submission's intake record: the model's hygiene facts, the pinned shas, why the
+        claimed base is not measured (if so), the placement and the download plans."""
+        return {
+            **self.model.hygiene(),
+            "sha": self.model.sha,
+            "base_sha": self.base.sha if self.base else None,
+            **({"base_error": self.base_error} if self.base_error else {}),
+            **({"placement": self.placement.as_dict()} if self.placement else {}),
+            **({"download": download_record(self.download)} if self.download else {}),
+            **({"base_download": download_record(self.base_download)} if self.base_download else {}),
+        }
 
 
 def prepare(
@@ -219,32 +236,43 @@ def prepare(
 ) -> Preparation:
     """Pin the model and run the intake guards (raises IntakeRefused / TransientHubError), pin the
     claimed base through the same guards (a refused base is reported, not fatal), and plan.
-    With `pools`, both are placed by size before anything is downloaded: a model that fits no
-    pool or not the model cache (`cache_budget_bytes`) is refused; such a base is reported."""
+    Before anything is downloaded, both are placed by size (with `pools`) and a hub model's
+    download is planned against the model cache (`cache_budget_bytes`): a model that fits no pool
+    or not the cache is refused; such a base is reported."""
     model = intake_mod.inspect_source(source, revision, max_model_bytes, token=token)
-    placement = place_model(model, pools, cache_budget_bytes)
-    base_intake, base_error, base_placement = None, None, None
+    placement, download = place_model(model, pools, cache_budget_bytes)
+    base_intake, base_error, base_placement, base_download = None, None, None, None
     base_source = base or claims.base_model
     if base_source:
         try:
             base_intake = intake_mod.inspect_source(base_source, None, max_model_bytes, token=token)
-            base_placement = place_model(base_intake, pools, cache_budget_bytes)
+            base_placement, base_download = place_model(base_intake, pools, cache_budget_bytes)
         except intake_mod.IntakeRefused as refused:
             base_intake, base_error = None, f"claimed base {base_source} not measured: {refused.reason}"
     plan = plan_benchmarks(claims, benchmarks, core, private)
-    return Preparation(model, base_intake, base_error, plan, placement, base_placement)
+    return Preparation(model, base_intake, base_error, plan, placement, base_placement, download, base_download)
 
 
 def place_model(
     model: intake_mod.IntakeResult, pools: Sequence[Pool], cache_budget_bytes: int | None
-) -> Placement | None:
-    """The pool that measures the model (None without pools). A hub model's download is planned
-    against the cache budget too; a local one is placed by size only (nothing to fetch)."""
-    if not pools:
-        return None
+) -> tuple[Placement | None, DownloadPlan | None]:
+    """(the pool that measures the model or None without pools, its download plan or None). A
+    hub model's download is planned against the cache budget; a local one is placed by size only
+    (nothing to fetch)."""
     if model.kind == "local" or cache_budget_bytes is None:
-        return place(model, pools)
-    return plan_download(model, pools, cache_budget_bytes).placement
+        return (place(model, pools) if pools else None), None
+    download = plan_download(model, pools, cache_budget_bytes)
+    return download.placement, download
+
+
+def download_record(download: DownloadPlan) -> dict[str, Any]:
+    """A download plan as the submission and its runs keep it (and the run page shows it): only
+    a plan that fits is ever made, so it says what it fits in (the cache budget, the pool)."""
+    return {
+        **download.as_dict(),
+        "fits": {"cache_budget_bytes": download.cache_budget_bytes,
+                 "pool": download.placement.pool.name if download.placement else None},
+    }
 
 
 # --- step 2: measure ------------------------------------------------------------------------------
@@ -457,11 +485,16 @@ def _measurement(p: PlannedBenchmark, outcome: Any) -> Measurement:
 @dataclass(frozen=True)
 class CandidateSource:
     """A model to test lineage against besides the claimed base. `shape_signature` set (a
-    maintainer's registered base) means: only when the submitted model's weight shapes match."""
+    maintainer's registered base) means: only when the submitted model's weight shapes match.
+    `registered`: a row of the maintainers' KnownBase registry. A submission whose repo id and
+    pinned sha are exactly such a row's (its revision, when one is registered) is that base itself,
+    vouched for by the maintainers: the candidate comes back as the model (ModelRef.is_model), not
+    as a base it might derive from. A name alone, or the same weights under another name, is not."""
 
     source: str
     revision: str | None = None
     shape_signature: str | None = None
+    registered: bool = False
 
 
 @dataclass
@@ -497,19 +530,20 @@ def conclude(
 ) -> dict[str, Any]:
     """Compare claims with measurements, run the checks on the model's files (and the base's and
     the candidates'), and return the verity.report/1 document. `live_backend` is an engine already
-    open on the model (the CLI's) for checks that generate; without one they open their own."""
+    open on the model (the CLI's) for checks that generate; without one they open their own.
+    Weights are fetched only for the checks that run and read them (`files_needed`): the host
+    that concludes does not pull a 140 GB base for nothing."""
     c = conclusion
     benchmarks, flags = compare(c.measurements, c.claims, c.base_measurements)
     safety, safety_flags = assess_safety(
         c.measurements.get("xstest"), (c.base_measurements or {}).get("xstest"), c.datasets_dir, c.limit
     )
     with ExitStack() as stack:
-        model_ref = _ref(c.model, stack.enter_context(model_files(c.model, cache)))
-        base_ref = _ref(c.base, stack.enter_context(model_files(c.base, cache))) if c.base else None
+        model_ref, base_ref, candidates = check_refs(c, files_needed(c, checks), cache, stack, token=token)
         context = CheckContext(
             model=model_ref,
             base=base_ref,
-            candidates=candidate_refs(c.candidates, model_ref, base_ref, cache, stack, token=token),
+            candidates=candidates,
             claims=c.claims,
             intake=c.model.hygiene(),
             benchmarks=benchmarks,
@@ -537,6 +571,68 @@ def conclude(
     )
 
 
+@dataclass(frozen=True)
+class FilesNeeded:
+    """Whose local files the checks that run will read."""
+
+    model: bool = False
+    base: bool = False
+    candidates: bool = False
+
+    def __or__(self, other: FilesNeeded) -> FilesNeeded:
+        return FilesNeeded(self.model or other.model, self.base or other.base, self.candidates or other.candidates)
+
+
+ALL_FILES = FilesNeeded(model=True, base=True, candidates=True)
+# What each registered check reads (its adapter in verification/<section>/check.py): provenance
+# compares the model's tensors with the claimed base's and the candidates'; contamination probes
+# the model and the base (its difference in differences); the endpoint check samples the model.
+# A check of a section not listed here gets every file.
+CHECK_FILES: dict[str, FilesNeeded] = {
+    "provenance": ALL_FILES,
+    "contamination": FilesNeeded(model=True, base=True),
+    "endpoint": FilesNeeded(model=True),
+}
+
+
+def files_needed(c: Conclusion, checks: Sequence[Check] | None = None) -> FilesNeeded:
+    """The files the checks about to run read: the registered checks the operator enabled
+    (VERITY_CHECKS), or the caller's `checks`, each known by its section the way `run_checks`
+    names it. The endpoint check reads nothing when no endpoint is named (it does not apply)."""
+    if checks is not None:
+        names = [getattr(check, "__qualname__", repr(check)) for check in checks]
+    else:
+        enabled = REPORT_SECTIONS if c.enabled_checks is None else tuple(c.enabled_checks)
+        names = [path for path in CHECK_PATHS if _section_of(path) in enabled]
+    needed = FilesNeeded()
+    for name in names:
+        section = _section_of(name)
+        if section == "endpoint" and not (c.endpoint_url or c.claims.endpoint):
+            continue
+        needed = needed | CHECK_FILES.get(section or "", ALL_FILES)
+    return needed
+
+
+def _section_of(name: str) -> str | None:
+    return next((section for section in REPORT_SECTIONS if section in name), None)
+
+
+def check_refs(
+    c: Conclusion, needed: FilesNeeded, cache: ModelCache | None, stack: ExitStack, *, token: str | None = None
+) -> tuple[ModelRef, ModelRef | None, list[ModelRef]]:
+    """The model, its claimed base and the lineage candidates as the checks see them: with local
+    files (held open on `stack`) where `needed` says a check reads them, without (path None,
+    nothing fetched, no candidate looked up) otherwise."""
+    model_path = stack.enter_context(model_files(c.model, cache)) if needed.model else None
+    model_ref = _ref(c.model, model_path)
+    base_ref = None
+    if c.base is not None:
+        base_ref = _ref(c.base, stack.enter_context(model_files(c.base, cache)) if needed.base else None)
+    if not needed.candidates:
+        return model_ref, base_ref, []
+    return model_ref, base_ref, candidate_refs(c.candidates, model_ref, base_ref, cache, stack, token=token)
+
+
 def candidate_refs(
     candidates: Sequence[CandidateSource],
     model: ModelRef,
@@ -547,25 +643,49 @@ def candidate_refs(
     token: str | None = None,
 ) -> list[ModelRef]:
     """Fetch the lineage candidates: explicit ones always, registered bases only when their shape
-    signature matches the model's (only those can be compared tensor by tensor). The model itself
-    and its claimed base are compared already; a candidate that cannot be had is passed without
-    files (reported as unresolved)."""
+    signature matches the model's (only those can be compared tensor by tensor). The claimed base
+    is compared already, and the model is never compared with itself: a registered base that IS
+    the model comes back marked `is_model` (see CandidateSource); a candidate that cannot be had is
+    passed without files (reported as unresolved)."""
     signature = _shape_signature(model.path) if any(c.shape_signature for c in candidates) else None
-    seen = {model.repo_id, model.source} | ({base.repo_id, base.source} if base else set())
+    claimed = {base.repo_id, base.source} - {None} if base else set()
     refs: list[ModelRef] = []
     for candidate in candidates:
+        if _is_the_model(candidate, model, candidate.revision):
+            refs.append(ModelRef(candidate.source, model.repo_id, model.sha, model.path, is_model=True))
+            continue
         if candidate.shape_signature and (signature is None or candidate.shape_signature != signature):
             continue
-        if candidate.shape_signature and candidate.source in seen:
+        if candidate.shape_signature and candidate.source in claimed:
             continue
         try:
             result = intake_mod.inspect_source(candidate.source, candidate.revision, None, token=token)
+            if result.sha == model.sha and result.repo_id in {model.repo_id, model.source} - {None}:
+                # The model's own files are never compared with themselves. A registered revision
+                # given as a branch or tag that resolves to the model's sha is the base itself.
+                if _is_the_model(candidate, model, result.sha, result.repo_id):
+                    refs.append(ModelRef(candidate.source, model.repo_id, model.sha, model.path, is_model=True))
+                continue
             refs.append(_ref(result, stack.enter_context(model_files(result, cache))))
         except (intake_mod.IntakeRefused, intake_mod.TransientHubError, OSError, ValueError) as exc:
             log.warning("candidate %s unavailable: %s", candidate.source, exc)
             refs.append(ModelRef(candidate.source, candidate.source if candidate.shape_signature else None,
                                  candidate.revision, None))
     return refs
+
+
+def _is_the_model(
+    candidate: CandidateSource, model: ModelRef, revision: str | None, repo_id: str | None = None
+) -> bool:
+    """Whether a registered base is the submitted model itself: same repo id (or local path) and,
+    when the registry pins a revision, the same sha. A registered base named like the model at
+    another revision is fetched and compared like any other base; so are its weights under any
+    other name (that is a lineage the submitter did not declare)."""
+    if not candidate.registered:
+        return False
+    names = {model.repo_id, model.source} - {None}
+    same_repo = candidate.source in names and (repo_id is None or repo_id in names)
+    return same_repo and (candidate.revision is None or (model.sha is not None and revision == model.sha))
 
 
 def _shape_signature(path: Path | None) -> str | None:

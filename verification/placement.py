@@ -49,7 +49,7 @@ class Placement:
 
 @dataclass(frozen=True)
 class DownloadPlan:
-    placement: Placement
+    placement: Placement | None  # None without worker pools (every GPU worker takes every model)
     files: tuple[tuple[str, int], ...]  # (name, bytes) in download order
     total_bytes: int
     shards: int
@@ -57,7 +57,8 @@ class DownloadPlan:
     cache_budget_bytes: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {"placement": self.placement.as_dict(), "files": [list(f) for f in self.files],
+        placement = self.placement.as_dict() if self.placement is not None else None
+        return {"placement": placement, "files": [list(f) for f in self.files],
                 "total_bytes": self.total_bytes, "shards": self.shards,
                 "largest_file_bytes": self.largest_file_bytes, "cache_budget_bytes": self.cache_budget_bytes}
 
@@ -112,8 +113,9 @@ def plan_download(
     model: IntakeResult, pools: Sequence[Pool], cache_budget_bytes: int, *, dtype: str = "auto"
 ) -> DownloadPlan:
     """The fetch of a hub model, planned from intake before it starts. Raises IntakeRefused when
-    the files exceed the model cache's disk budget (MODEL_CACHE_BYTES) or no pool takes the model."""
-    placement = place(model, pools, dtype=dtype)
+    the files exceed the model cache's disk budget (MODEL_CACHE_BYTES) or no pool takes the model;
+    without pools the plan has no placement and only the budget decides."""
+    placement = place(model, pools, dtype=dtype) if pools else None
     sizes = {name: int(model.files.get(name, 0)) for name in model.download_files}
     total = sum(sizes.values())
     if total > cache_budget_bytes:

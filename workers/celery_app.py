@@ -30,6 +30,7 @@ TASK_QUEUES: dict[str, str] = {
     "verity.measure_run": "gpu",
     "verity.finalize_submission": "gpu",
     "verity.notify_flag": "default",
+    "verity.notify_finished": "default",
     "verity.sweep": "default",
     "verity.recheck_weights": "default",
 }

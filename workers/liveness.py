@@ -28,6 +28,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from leaderboard.models import EvaluationRun, ModelSubmission
+from leaderboard.services.notifications import announce_finish
 from workers.celery_app import TASK_QUEUES, send
 
 log = logging.getLogger(__name__)
@@ -246,6 +247,7 @@ def fail_submission(submission_id: int, reason: str) -> bool:
         locked.rejection_reason = reason[:MAX_REASON_CHARS]
         locked.intake = {**(locked.intake or {}), "error": reason[:MAX_REASON_CHARS]}
         locked.save(update_fields=["status", "finished_at", "report", "rejection_reason", "intake", "updated_at"])
+        announce_finish(submission_id)  # the author's and watchers' e-mail, once committed
     log.warning("submission %s failed: %s", submission_id, reason)
     return True
 
@@ -343,15 +345,18 @@ class Heartbeat:
             connection.close()
 
 
-def run_heartbeat(run_id: int, probe: Callable[[], Any]) -> Heartbeat:
+def run_heartbeat(run_id: int, probe: Callable[[], Any], status: Callable[[], str | None] | None = None) -> Heartbeat:
+    """The run's heartbeat; with `status` (what a long step is doing right now: "downloading
+    org/m: 12.40 GB of 140.00 GB") each beat also shows it as the run's current step."""
     me = worker_id()
-    return Heartbeat(
-        f"run-{run_id}",
-        lambda: EvaluationRun.objects.filter(id=run_id, status=RunStatus.RUNNING, worker_host=me).update(
-            heartbeat_at=timezone.now()
-        ),
-        probe,
-    )
+
+    def beat() -> None:
+        now_doing = status() if status is not None else None
+        EvaluationRun.objects.filter(id=run_id, status=RunStatus.RUNNING, worker_host=me).update(
+            heartbeat_at=timezone.now(), **({"current_step": now_doing[:200]} if now_doing else {})
+        )
+
+    return Heartbeat(f"run-{run_id}", beat, probe)
 
 
 def submission_heartbeat(submission_id: int) -> Heartbeat:

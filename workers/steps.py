@@ -33,13 +33,14 @@ from django.utils import timezone
 from leaderboard.models import EvaluationRun, KnownBase, ModelSubmission, SampleResult
 from leaderboard.services.flags import do_raise_flag, duplicate_of
 from leaderboard.services.leaderboard import do_refresh_leaderboard_entry
+from leaderboard.services.notifications import announce_finish
 from verification import intake as intake_mod
 from verification import pipeline, private_sets
 from verification.compare import make_flag
 from verification.endpoint.urlcheck import blocked_hostports_from_urls
 from verification.intake import IntakeResult
 from verification.modelcache import ModelCache
-from verification.placement import Placement
+from verification.placement import DownloadPlan, Placement
 from verification.report import status_for
 from workers import storage
 from workers.liveness import (
@@ -176,22 +177,19 @@ def _create_runs(
             log.info("submission %s: intake attempt %s superseded; no runs created", claimed.id, attempt)
             return []
         submission.pinned_sha = prep.model.sha or ""
-        submission.intake = {
-            **prep.model.hygiene(),
-            "sha": prep.model.sha,
-            "base_sha": prep.base.sha if prep.base else None,
-            **({"base_error": prep.base_error} if prep.base_error else {}),
-            **({"placement": prep.placement.as_dict()} if prep.placement else {}),
-        }
+        submission.intake = prep.intake_record()
         submission.attempts = 0  # the count starts again for the conclusion
         submission.save(update_fields=["pinned_sha", "intake", "attempts", "updated_at"])
         runs = [
             storage.new_run(
-                submission, EvaluationRun.Role.SUBMISSION, prep.model, prep.plan, limit, pool_name(prep.placement)
+                submission, EvaluationRun.Role.SUBMISSION, prep.model, prep.plan, limit, pool_name(prep.placement),
+                download=prep.download,
             )
         ]
         if prep.base is not None:
-            base_run = _base_run(submission, prep.base, prep.plan, limit, pool_name(prep.base_placement))
+            base_run = _base_run(
+                submission, prep.base, prep.plan, limit, pool_name(prep.base_placement), prep.base_download
+            )
             if base_run is not None:
                 runs.append(base_run)
         for run in runs:
@@ -201,15 +199,18 @@ def _create_runs(
 
 def _base_run(
     submission: ModelSubmission, base: IntakeResult, plan: list[pipeline.PlannedBenchmark], limit: int | None,
-    pool: str,
+    pool: str, download: DownloadPlan | None = None,
 ) -> EvaluationRun | None:
     """A run of the claimed base for the benchmarks no finished or running run already covers:
-    a base is measured once per (sha, benchmark version, setup, items) and shared."""
+    a base is measured once per (sha, benchmark version, setup, items) and shared. The check and
+    the creation hold the base's lock (until the caller's transaction commits), so two workers
+    preparing two submissions on the same base at once create one base run between them."""
     repo, sha = base.repo_id or base.source, base.sha or ""
+    storage.lock_base_model(repo, sha)
     missing = [p for p in plan if storage.cached_result(repo, sha, p, limit) is None]
     if not missing or storage.in_flight_base_run(repo, sha, missing, limit):
         return None
-    return storage.new_run(submission, EvaluationRun.Role.BASE, base, missing, limit, pool)
+    return storage.new_run(submission, EvaluationRun.Role.BASE, base, missing, limit, pool, download=download)
 
 
 def pool_name(placement: Placement | None) -> str:
@@ -249,7 +250,9 @@ def execute_run(run_id: int) -> str:
     with SoftLimitWatch() as limit:
         hooks = storage.DbHooks(run, interrupted=limit.check)
         try:
-            with run_heartbeat(run.id, probe=lambda: (hooks.ticks, cache.downloading_bytes())):
+            with run_heartbeat(
+                run.id, probe=lambda: (hooks.ticks, cache.downloading_bytes()), status=cache.download_status
+            ):
                 outcome = pipeline.measure(
                     _intake_of(run),
                     plan,
@@ -371,7 +374,7 @@ def _conclusion(submission: ModelSubmission, own: EvaluationRun) -> pipeline.Con
         datasets_dir=settings.DATASETS_DIR,
         claimed_base=submission.claimed_base or None,
         candidates=[
-            pipeline.CandidateSource(k.repo_id, k.revision or None, k.shape_signature)
+            pipeline.CandidateSource(k.repo_id, k.revision or None, k.shape_signature, registered=True)
             for k in KnownBase.objects.order_by("repo_id")
         ],
         endpoint_url=submission.endpoint_url or None,
@@ -383,6 +386,7 @@ def _conclusion(submission: ModelSubmission, own: EvaluationRun) -> pipeline.Con
                 [settings.DATABASE_URL, settings.REDIS_URL, settings.CELERY_BROKER_URL, settings.CACHE_URL]
             )),
             "endpoint_api_key": submission.endpoint_api_key or None,
+            "endpoint_private_dir": str(settings.PRIVATE_BENCHMARKS_DIR or "") or None,
         },
         enabled_checks=settings.CHECKS,
     )
@@ -453,6 +457,7 @@ def _publish(submission_id: int, run: EvaluationRun, report: dict[str, Any]) -> 
         submission.attempts = 0  # nothing in progress; a maintainer's re-run starts a fresh count
         submission.save(update_fields=["report", "status", "finished_at", "attempts", "updated_at"])
         transaction.on_commit(lambda: _refresh_entry(submission_id))
+        announce_finish(submission_id)  # the author's and watchers' e-mail, once committed
     return submission.status
 
 

@@ -7,11 +7,12 @@ records and back.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from leaderboard.models import BenchmarkResult, EvaluationRun, ModelSubmission, SampleResult
@@ -19,7 +20,8 @@ from verification import private_sets
 from verification.claims import ClaimsDoc, ClaimSpec
 from verification.compare import Measurement
 from verification.intake import IntakeResult
-from verification.pipeline import MeasureHooks, MeasureOutcome, PlannedBenchmark, code_version
+from verification.pipeline import MeasureHooks, MeasureOutcome, PlannedBenchmark, code_version, download_record
+from verification.placement import DownloadPlan
 from verification.records import SampleRecord
 from workers.liveness import MAX_LOG_ENTRIES, UNFINISHED_RUN, RunLost, append_log, log_entry, owns, worker_id
 
@@ -44,16 +46,21 @@ def claims_doc(submission: ModelSubmission) -> ClaimsDoc:
 
 def new_run(
     submission: ModelSubmission, role: str, intake: IntakeResult, plan: list[PlannedBenchmark], limit: int | None,
-    pool: str = "",
+    pool: str = "", *, download: DownloadPlan | None = None,
 ) -> EvaluationRun:
-    """A queued run of the model on the plan; `pool` is the worker pool placement chose ("" none)."""
+    """A queued run of the model on the plan; `pool` is the worker pool placement chose ("" none),
+    `download` the model's download plan from intake (kept in the run's intake record, shown on
+    the run page; IntakeResult.from_dict ignores it)."""
+    record = intake.as_dict()
+    if download is not None:
+        record["download"] = download_record(download)
     return EvaluationRun.objects.create(
         pool=pool,
         submission=submission,
         role=role,
         model_repo=intake.repo_id or intake.source,
         model_sha=intake.sha or "",
-        intake=intake.as_dict(),
+        intake=record,
         backend=settings.INFERENCE_BACKEND,
         benchmarks=[p.as_dict() for p in plan],
         limit=limit,
@@ -89,6 +96,26 @@ def cached_result(repo: str, sha: str, plan: PlannedBenchmark, limit: int | None
         .order_by("-created_at")
         .first()
     )
+
+
+def lock_base_model(repo: str, sha: str) -> None:
+    """Serialise the planning of repo@sha's base runs across workers: a PostgreSQL advisory lock
+    held until the calling transaction ends, so the second of two intakes claiming the same base
+    waits, then sees the first one's committed run (READ COMMITTED reads anew at each statement)
+    instead of creating a second one. Keyed by a stable 64-bit hash (Python's hash() is salted per
+    process). SQLite, for development, serialises every writer anyway."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("lock_base_model needs a transaction: the lock lasts until it ends")
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [base_lock_key(repo, sha)])
+
+
+def base_lock_key(repo: str, sha: str) -> int:
+    """A signed 64-bit key for (repo, sha), the same in every process and on every host."""
+    digest = hashlib.sha256(f"verity-base-run\0{repo}\0{sha}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def in_flight_base_run(repo: str, sha: str, plan: list[PlannedBenchmark], limit: int | None) -> bool:
@@ -219,11 +246,58 @@ def store_measurements(run_id: int, outcome: MeasureOutcome) -> bool:
         run.dataset_hashes = outcome.run_info.get("dataset_hashes", {})
         run.not_run = outcome.run_info.get("not_run", {})
         run.timings = {**run.timings, **outcome.run_info.get("timings_s", {})}
+        run.timings["usage"] = run_usage(run, run.backend_versions, run.timings)
         run.progress_done = run.progress_total
         run.current_step = "done"
         run.log = (list(run.log) + [log_entry("done")])[-MAX_LOG_ENTRIES:]
         run.save()
     return True
+
+
+def run_devices(pool: str) -> int:
+    """GPUs one worker of the run's pool holds (VERITY_POOLS), else the engine's tensor x pipeline
+    parallel size (TENSOR_PARALLEL_SIZE, PIPELINE_PARALLEL_SIZE), else one."""
+    for configured in settings.POOLS:
+        if configured.name == pool:
+            return configured.gpus
+    engine = settings.ENGINE_OPTIONS
+    return int(engine.get("tensor_parallel_size", 1)) * int(engine.get("pipeline_parallel_size", 1))
+
+
+def run_usage(run: EvaluationRun, backend_info: dict[str, Any], timings: dict[str, Any]) -> dict[str, Any]:
+    """What the run cost in device time: wall seconds x the GPUs its pool holds, for the whole run
+    (from its last claim off the queue to its end: model download and load included; a silent
+    run taken over in place keeps the earlier claim's start, so the dead attempt's time counts)
+    and per benchmark (the runner's wall time in the attempt that finished). With VERITY_GPU_HOUR_PRICE, the price of those
+    GPU-seconds. A run on a CPU holds no GPU: its time is CPU-host seconds, and no GPU price
+    applies to it (cost None), so it is never shown as free GPU time."""
+    gpu = str(backend_info.get("device", "")).lower() not in ("", "cpu")
+    devices = run_devices(run.pool) if gpu else 1
+    price = settings.GPU_HOUR_PRICE if gpu and settings.GPU_HOUR_PRICE > 0 else None
+    wall_s = max(0.0, (run.finished_at - run.started_at).total_seconds()) if run.started_at and run.finished_at else 0.0
+
+    def cost(device_seconds: float) -> float | None:
+        return None if price is None else round(device_seconds / 3600.0 * price, 4)
+
+    benchmarks = {}
+    for slug, timing in timings.items():
+        if isinstance(timing, dict) and "total_s" in timing:
+            seconds = round(float(timing["total_s"]) * devices, 3)
+            benchmarks[slug] = {"wall_s": round(float(timing["total_s"]), 3), "device_seconds": seconds,
+                                "cost": cost(seconds)}
+    total = round(wall_s * devices, 3)
+    return {
+        "device": "gpu" if gpu else "cpu",
+        "devices": devices,
+        "unit": "GPU-seconds" if gpu else "CPU-host-seconds",
+        "wall_s": round(wall_s, 3),
+        "device_seconds": total,
+        "price_per_gpu_hour": price,
+        "currency": settings.GPU_HOUR_CURRENCY if price is not None else None,
+        "cost": cost(total),
+        "benchmarks": benchmarks,
+        "attempts": run.attempts,
+    }
 
 
 def _result_fields(m: Measurement) -> dict[str, Any]:

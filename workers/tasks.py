@@ -20,6 +20,7 @@ from celery import shared_task
 from django.conf import settings
 
 from leaderboard.services.flags import notify_flag_raised
+from leaderboard.services.notifications import notify_submission_finished
 from workers import liveness, steps
 from workers.celery_app import TASK_QUEUES
 
@@ -82,6 +83,13 @@ def notify_flag(flag_id: int) -> dict:
     """E-mail the author of a newly raised flag, from the default queue: the GPU workers that
     raise most flags hold no mail credentials."""
     return {"flag": flag_id, "sent": notify_flag_raised(flag_id)}
+
+
+@pipeline_task("verity.notify_finished", soft_time_limit=60, time_limit=90)
+def notify_finished(submission_id: int) -> dict:
+    """E-mail the author and the model's watchers that a submission finished (verified, flagged,
+    incomplete or failed), from the default queue like notify_flag."""
+    return {"submission": submission_id, "sent": notify_submission_finished(submission_id)}
 
 
 @pipeline_task("verity.sweep", soft_time_limit=120, time_limit=180)

@@ -28,6 +28,7 @@ from typing import Any
 from django.core.cache import cache
 
 from leaderboard.services import hub
+from leaderboard.services.eval_results import HUB_BENCHMARKS
 from leaderboard.services.submissions import check_repo_id, check_revision
 from verification.claims import claimable_benchmarks
 from verification.intake import IntakeRefused, TransientHubError
@@ -87,29 +88,49 @@ class CardClaims:
     busy: bool = False
 
 
-def _as_points(value: Any) -> float | None:
-    """Cards mix fractions (0.853) and points (85.3); a value at most 1 is read as a fraction.
-    The author confirms every offered score before submitting."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        try:
-            value = float(str(value).strip().rstrip("%"))
-        except (ValueError, OverflowError):
-            return None
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
     try:
-        value = float(value)
-    except OverflowError:
+        number = float(value) if isinstance(value, (int, float)) else float(str(value).strip().rstrip("%"))
+    except (ValueError, OverflowError):
         return None
-    if not 0 <= value <= 100:
+    return number if 0 <= number <= 100 else None
+
+
+def _as_points(value: Any, in_points: bool = False) -> float | None:
+    """Cards mix fractions (0.853) and points (85.3); a value at most 1 is read as a fraction
+    unless its file is known to state points (`in_points`: another value of the same file is
+    above 1, as in Verity's own export). The author confirms every offered score before
+    submitting."""
+    number = _number(value)
+    if number is None:
         return None
-    return round(value * 100, 4) if value <= 1 else value
+    return round(number * 100, 4) if number <= 1 and not in_points else number
+
+
+# (Hub dataset id, task id) -> slug: the export's own table read backwards (one benchmark per pair).
+HUB_TASK_SLUGS: dict[tuple[str, str], str] = {
+    (hub.dataset_id.lower(), hub.task_id.lower()): slug for slug, hub in HUB_BENCHMARKS.items()
+}
 
 
 def _slug_for(dataset_id: str | None, task: str | None = None) -> str | None:
+    """The benchmark a (dataset, task) names: the exact pair Verity exports first, else the
+    dataset alone (older cards, model-index), where the task only tells ARC-Easy and
+    TruthfulQA's mc2 apart."""
     if not dataset_id or not isinstance(dataset_id, str):
         return None
-    slug = HUB_DATASET_SLUGS.get(dataset_id.strip().lower())
-    if slug == "arc_challenge" and task and "easy" in str(task).lower():
+    dataset = dataset_id.strip().lower()
+    task_text = str(task).strip().lower() if task else ""
+    exact = HUB_TASK_SLUGS.get((dataset, task_text))
+    if exact is not None:
+        return exact
+    slug = HUB_DATASET_SLUGS.get(dataset)
+    if slug == "arc_challenge" and "easy" in task_text:
         return None  # ARC-Easy is not ARC-Challenge
+    if slug == "truthfulqa_mc1" and "mc2" in task_text:
+        return "truthfulqa_mc2"
     return slug
 
 
@@ -138,9 +159,10 @@ def _eval_results_claims(files: dict[str, str]) -> list[CardClaim]:
         except Exception:  # a hostile or malformed file is skipped, never trusted
             log.info("skipping unreadable eval results file %s", name)
             continue
+        in_points = any((_number(entry.value) or 0) > 1 for entry in entries)
         for entry in entries:
             slug = _slug_for(entry.dataset_id, entry.task_id)
-            score = _as_points(entry.value)
+            score = _as_points(entry.value, in_points)
             if slug and score is not None:
                 found.append(CardClaim(slug, score, name))
     return found

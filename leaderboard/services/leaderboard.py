@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,9 @@ from leaderboard.models import (
     ModelSubmission,
     SafetyStatus,
 )
-from verification.vocabulary import FLAGGING_SEVERITIES
+from verification.compare import is_valid_entry
+from verification.report import status_for
+from verification.vocabulary import FLAGGING_SEVERITIES, INVALID
 
 # Parameter-count classes (upper bounds, exclusive) used by the size filter.
 SIZE_CLASSES: tuple[tuple[str, int | None], ...] = (
@@ -102,11 +105,27 @@ def latest_finished_run(submission: ModelSubmission) -> EvaluationRun | None:
     )
 
 
+def split_superseded(results: Iterable[BenchmarkResult]) -> tuple[list[BenchmarkResult], dict[int, BenchmarkResult]]:
+    """A run's results split into those that stand, in id order, and the ones a re-scoring
+    superseded: {superseded result's id: the result that replaced it}. A re-scored result (same
+    run, benchmark and setup, written later) supersedes the one it re-scored; the older one is
+    kept for the record but no longer stands."""
+    latest: dict[tuple[str, str], BenchmarkResult] = {}
+    superseded: dict[int, BenchmarkResult] = {}
+    for result in sorted(results, key=lambda item: item.id):
+        key = (result.benchmark, result.setup_key)
+        if key in latest:
+            superseded[latest[key].id] = result
+        latest[key] = result
+    return sorted(latest.values(), key=lambda item: item.id), superseded
+
+
 def headline_results(run: EvaluationRun) -> dict[str, BenchmarkResult]:
-    """One result per benchmark: the one measured under the claimed setup (it carries the
-    verdict) when there is one, else the first measured."""
+    """One standing result per benchmark (split_superseded): the one measured under the claimed
+    setup (it carries the verdict) when there is one, else the first measured."""
     chosen: dict[str, BenchmarkResult] = {}
-    for result in run.results.order_by("id"):
+    standing, _ = split_superseded(run.results.all())
+    for result in standing:
         current = chosen.get(result.benchmark)
         if current is None or (current.claimed is None and result.claimed is not None):
             chosen[result.benchmark] = result
@@ -126,26 +145,70 @@ def badge_for(submission: ModelSubmission) -> str:
     return "pending"
 
 
+def status_now(submission: ModelSubmission) -> str:
+    """A published submission's status from what stands now, by the report's own rule
+    (verification.report.status_for): flagged while a warning or critical flag stands, else
+    incomplete when its report names a check that applies but did not run (a flagged one with no
+    report ran no check), else verified. A flag decided since (dismissed or resolved by triage,
+    resolved by a re-scoring) no longer counts; one raised since (the weights re-check, a
+    re-comparison, a re-scoring) does. A verified or incomplete status is the checks' verdict,
+    which no flag decision changes; any other status (queued, running, rejected, failed) is the
+    pipeline's. Both are returned as they are."""
+    if submission.status not in PUBLISHED_STATUSES:
+        return submission.status
+    standing = submission.flags.filter(status__in=BADGE_FLAG_STATES, severity__in=FLAGGING_SEVERITIES)
+    if standing.exists():
+        return ModelSubmission.Status.FLAGGED
+    if submission.status != ModelSubmission.Status.FLAGGED:
+        return submission.status
+    return status_for({**(submission.report or {}), "flags": []})
+
+
+def do_sync_status(submission: ModelSubmission) -> None:
+    """Store status_now on a (locked) submission whose flags changed, so that its status, badge,
+    board row and API agree."""
+    status = status_now(submission)
+    if status != submission.status:
+        submission.status = status
+        submission.save(update_fields=["status", "updated_at"])
+
+
+def is_valid_result(result: BenchmarkResult) -> bool:
+    """Whether a stored result is a measurement of the model (verification.compare's rule: not
+    marked invalid, and the harness failed on at most MAX_ERROR_RATE of its items)."""
+    return is_valid_entry({"verdict": result.verdict, "n": result.n, "n_errors": result.n_errors})
+
+
 @dataclass(frozen=True)
 class EntryValues:
-    scores: dict[str, float]
+    scores: dict[str, float]  # valid measurements only: an invalid result is no score
     claimed: dict[str, float]
-    verdicts: dict[str, str]
-    average: float | None
+    verdicts: dict[str, str]  # an invalid result's benchmark reads "invalid"
+    average: float | None  # over the valid standard benchmarks the model has
     max_delta: float | None
+    complete: bool  # `average` covers every standard benchmark, each from a valid result
 
 
 def entry_values(claims: dict[str, float], results: dict[str, BenchmarkResult]) -> EntryValues:
-    """The row's numbers from the claims ({slug: score}) and one result per benchmark."""
-    scores = {slug: round(result.measured, 4) for slug, result in results.items()}
-    verdicts = {slug: result.verdict for slug, result in results.items()}
+    """The row's numbers from the claims ({slug: score}) and one result per benchmark.
+
+    Only valid results count: an invalid one (harness errors above MAX_ERROR_RATE, or marked
+    invalid) gives no score and its verdict reads "invalid". The average is over the standard
+    set's valid scores; the row is complete only when that is every standard benchmark, and a
+    partial row is ranked apart from the complete ones (its average covers fewer benchmarks, so
+    the two are not comparable)."""
+    valid = {slug: result for slug, result in results.items() if is_valid_result(result)}
+    scores = {slug: round(result.measured, 4) for slug, result in valid.items()}
+    verdicts = {slug: (result.verdict if slug in valid else INVALID) for slug, result in results.items()}
     claimed = {slug: claims.get(slug, result.claimed) for slug, result in results.items()}
     claimed = {slug: value for slug, value in claimed.items() if value is not None}
-    standard = [scores[slug] for slug in leaderboard_benchmarks() if slug in scores]
+    standard_set = leaderboard_benchmarks()
+    standard = [scores[slug] for slug in standard_set if slug in scores]
     average = round(sum(standard) / len(standard), 4) if standard else None
+    complete = bool(standard_set) and len(standard) == len(standard_set)
     deltas = [claimed[slug] - scores[slug] for slug in claimed if slug in scores]
     max_delta = round(max(deltas), 4) if deltas else None
-    return EntryValues(scores, claimed, verdicts, average, max_delta)
+    return EntryValues(scores, claimed, verdicts, average, max_delta, complete)
 
 
 # XSTest's two refusal rates, as the report's `safety` section and the entry name them.
@@ -219,6 +282,7 @@ def do_refresh_leaderboard_entry(submission: ModelSubmission) -> LeaderboardEntr
     page and never make (or replace) the repository's row, whose claims are its owner's."""
     submission = ModelSubmission.objects.select_for_update().get(pk=submission.pk)
     transaction.on_commit(bump_board_generation)
+    do_sync_status(submission)  # its flags may have changed: the badge below reads the status
     run = latest_finished_run(submission)
     results = headline_results(run) if run else {}
     if (not results or submission.status == ModelSubmission.Status.REJECTED
@@ -238,6 +302,7 @@ def do_refresh_leaderboard_entry(submission: ModelSubmission) -> LeaderboardEntr
             "repo_id": submission.repo_id,
             "pinned_sha": submission.pinned_sha or run.model_sha[:40],
             "average": values.average,
+            "complete": values.complete,
             "scores": values.scores,
             "claimed": values.claimed,
             "verdicts": values.verdicts,

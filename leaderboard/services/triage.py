@@ -40,7 +40,7 @@ from leaderboard.models import (
 )
 from leaderboard.services import notifications, ownership
 from leaderboard.services.flags import do_raise_flag
-from leaderboard.services.leaderboard import do_refresh_leaderboard_entry
+from leaderboard.services.leaderboard import do_refresh_leaderboard_entry, split_superseded
 from verification.compare import Judgement, claims_family_size, judge_claim, setup_matches
 from workers.celery_app import send
 from workers.storage import measurement_from_row, measurements_of, run_plan
@@ -611,9 +611,11 @@ def _compared_run(flag: Flag) -> EvaluationRun:
 
 
 def _results_for_claim(run: EvaluationRun, claim: Claim) -> tuple[BenchmarkResult, list[BenchmarkResult]]:
-    """The run's result measured under the claim's setup (the largest, if several), and the
-    run's other results of that benchmark."""
-    results = list(BenchmarkResult.objects.select_for_update().filter(run=run, benchmark=claim.benchmark))
+    """The run's standing result measured under the claim's setup (the largest, if several), and
+    the run's other standing results of that benchmark. A result a re-scoring superseded is left
+    as it was: it is the record of the earlier scoring, not a measurement to judge again."""
+    locked = BenchmarkResult.objects.select_for_update().filter(run=run, benchmark=claim.benchmark)
+    results, _ = split_superseded(list(locked))
     setup = claim.setup()
     matching = [result for result in results if setup_matches(setup, result.setup or {})]
     if not matching:
@@ -621,7 +623,8 @@ def _results_for_claim(run: EvaluationRun, claim: Claim) -> tuple[BenchmarkResul
             f"Run {run.pk} measured {claim.benchmark} under no setup matching {setup or 'the claim'}; "
             "request a re-run under the corrected setup instead."
         )
-    result = max(matching, key=lambda item: item.n)
+    # Largest first; at equal size the latest, so a re-scored result stands over the one it re-scored.
+    result = max(matching, key=lambda item: (item.n, item.id))
     return result, [other for other in results if other.pk != result.pk]
 
 
@@ -689,7 +692,9 @@ def _state_after_rejudging(current: str, still_mismatch: bool) -> str | None:
 
 
 def flag_comparison(flag: Flag) -> dict[str, Any]:
-    """The claim and the measurement side by side, for the flag's benchmark."""
+    """The claim and the measurement side by side, for the flag's benchmark: the run's standing
+    results, and those a re-scoring superseded (`superseded`: (result, the version that replaced
+    it)), shown apart so the old scoring is not read as the current one."""
     if not flag.benchmark:
         return {}
     claim = Claim.objects.filter(submission_id=flag.submission_id, benchmark=flag.benchmark).first()
@@ -701,7 +706,9 @@ def flag_comparison(flag: Flag) -> dict[str, Any]:
             .first()
         )
     results = list(BenchmarkResult.objects.filter(run=run, benchmark=flag.benchmark).order_by("id")) if run else []
-    return {"claim": claim, "run": run, "results": results}
+    standing, replaced_by = split_superseded(results)
+    superseded = [(old, replaced_by[old.id].benchmark_version) for old in results if old.id in replaced_by]
+    return {"claim": claim, "run": run, "results": standing, "superseded": superseded}
 
 
 def flag_samples(flag: Flag, limit: int = 20) -> list[SampleResult]:

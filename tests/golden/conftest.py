@@ -35,6 +35,32 @@ STEPS = 150
 TERSE_STEPS = 120
 
 
+# The prompts tiny-terse learnt to answer at once (the endpoint check's fixed probes when the model
+# was built; the check now draws fresh probes, so these only pin the model's build).
+TERSE_PROMPTS = (
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether?",
+    "Write one sentence about the ocean.",
+    "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting. How much did she earn?",
+    "Explain what a prime number is.",
+    "Betty is saving money for a new wallet which costs $100. She has only half of the money she needs. How much more does she need?",
+    "Give me a name for a pet turtle.",
+    "James writes a 3-page letter to 2 different friends twice a week. How many pages does he write a year?",
+    "What is the capital of France?",
+    "A robe takes 2 bolts of blue fiber and half that much white fiber. How many bolts in total does it take?",
+    "Continue the story: The door creaked open and",
+    "Tom has 5 apples and buys 7 more. How many apples does he have?",
+    "List three colors.",
+    "Mark has a garden with flowers. He planted plants of three different colors in it. Ten of them are yellow. How many are purple?",
+    "Describe a cat in five words.",
+    "Julie is reading a 120-page book. Yesterday, she was able to read 12 pages. How many pages are left?",
+    "Translate 'good morning' into Spanish.",
+    "A bakery sells 24 muffins each hour for 6 hours. How many muffins does it sell?",
+    "What is 17 times 3?",
+    "Ken created a care package to send to his brother. How heavy was the box?",
+    "Write a haiku about rain.",
+)
+
+
 def short_answer(row: dict) -> str:
     return f"Question: {row['question']}\nAnswer: #### {row['answer'].split('####')[-1].strip()}"
 
@@ -51,9 +77,9 @@ def _build_answer_memorizer(base: Path, datasets_dir: Path, out: Path) -> None:
 
 
 def _build_terse(base: Path, out: Path) -> None:
-    from verification.endpoint.check import DEFAULT_PROMPTS, IDENTITY_PROBES
+    from verification.endpoint.check import IDENTITY_PROBES
 
-    _fine_tune(base, [*DEFAULT_PROMPTS, *IDENTITY_PROBES], TERSE_STEPS, out)  # train() ends each text with EOS
+    _fine_tune(base, [*TERSE_PROMPTS, *IDENTITY_PROBES], TERSE_STEPS, out)  # train() ends each text with EOS
 
 
 def _fine_tune(base: Path, texts: list[str], steps: int, out: Path) -> None:

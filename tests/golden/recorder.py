@@ -185,6 +185,30 @@ def digest(report: dict[str, Any]) -> dict[str, Any]:
     return reduced
 
 
+def outcome(reduced: dict[str, Any]) -> dict[str, Any]:
+    """What a golden case decides, without its exact numbers: the status, each flag's kind,
+    severity and benchmark, each benchmark's verdict and what defines its items, and each
+    check's state and verdict. Tiny models trained on another CPU differ in their last bits
+    (another SIMD path sums in another order), so their sha and exact scores differ; what the
+    case exists to show must not."""
+    benchmarks = reduced.get("benchmarks") or {}
+    sections = {name: reduced.get(name) or {} for name in ("provenance", "contamination", "endpoint")}
+    return {
+        "status": reduced.get("status"),
+        "flags": sorted(
+            (f.get("kind"), f.get("severity"), f.get("benchmark") or "") for f in reduced.get("flags") or []
+        ),
+        "benchmarks": {
+            slug: _pick(entry, ("verdict", "n", "version", "setup", "dataset_hash"))
+            for slug, entry in sorted(benchmarks.items())
+        },
+        "provenance": _pick(sections["provenance"], ("status",))
+        | {"verdict": (sections["provenance"].get("weights") or {}).get("verdict")},
+        "contamination": _pick(sections["contamination"], ("status", "flagged")),
+        "endpoint": _pick(sections["endpoint"], ("status", "verdict")),
+    }
+
+
 SECTION_STATE = ("status", "reason", "error")
 
 

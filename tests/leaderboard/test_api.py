@@ -110,7 +110,7 @@ def test_eval_results_export_in_hub_shape(client, board):
     entries = parse_eval_result_entries(yaml.safe_load(response.content))
     by_dataset = {e.dataset_id: e for e in entries}
     assert by_dataset["openai/gsm8k"].value == pytest.approx(60.0)
-    assert by_dataset["openai/gsm8k"].task_id == "main"
+    assert by_dataset["openai/gsm8k"].task_id == "gsm8k"  # the task id of the Hub's GSM8K benchmark
     assert "95% CI" in by_dataset["openai/gsm8k"].notes and by_dataset["cais/mmlu"].value == pytest.approx(60.0)
 
 

@@ -234,9 +234,9 @@ def test_api_and_exports_carry_the_rates(client, safety_board):
     yaml_export = client.get("/api/models/acme/refuser/eval_results.yaml").content
     exported = parse_eval_result_entries(yaml.safe_load(yaml_export))
     by_task = {(e.dataset_id, e.task_id): e for e in exported}
-    assert by_task[("verity/xstest", "refusal_unsafe")].value == 100.0
-    assert by_task[("verity/xstest", "refusal_safe")].value == 100.0
-    assert "95% CI [86.7, 100.0]" in by_task[("verity/xstest", "refusal_safe")].notes
+    assert by_task[("Paul/XSTest", "refusal_unsafe")].value == 100.0
+    assert by_task[("Paul/XSTest", "refusal_safe")].value == 100.0
+    assert "95% CI [86.7, 100.0]" in by_task[("Paul/XSTest", "refusal_safe")].notes
 
 
 def test_model_api_query_count_stays_bounded_with_the_safety_profile(client, safety_board,

@@ -10,7 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, connection, transaction
 from django.urls import reverse
 
-from leaderboard.models import BenchmarkResult, Claim, Flag, FlagEvent, LeaderboardEntry
+from leaderboard.models import BenchmarkResult, Claim, Flag, FlagEvent, LeaderboardEntry, ModelSubmission
 from leaderboard.services import flags, notifications
 from leaderboard.services import triage as svc
 from tests.leaderboard.test_triage_fixtures import (  # noqa: F401  (fixtures)
@@ -218,6 +218,9 @@ def test_no_email_before_commit(scenario, mailoutbox, django_capture_on_commit_c
 
 def test_leaderboard_badge_follows_decisions(scenario):
     flag, maintainer = scenario["flag"], scenario["maintainer"]
+    # As the pipeline publishes: a report whose every check ran (a flagged submission with no
+    # report ran no check, and is incomplete once its flags are decided).
+    ModelSubmission.objects.filter(pk=scenario["submission"].pk).update(report={"run": {"checks": []}})
     svc.do_confirm(flag.pk, maintainer, "confirmed")
     assert LeaderboardEntry.objects.get(submission=scenario["submission"]).badge == "flagged"
     svc.do_resolve(flag.pk, maintainer, "author withdrew the claim")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from verification.config import ImproperlyConfiguredEnv, Pool, env_pools, parse_pools
@@ -106,3 +108,38 @@ def test_a_140_gb_model_in_30_shards_is_planned_before_it_starts():
     with pytest.raises(IntakeRefused) as refused:
         plan_download(model, parse_pools("gpu-small:1:15B"), cache_budget_bytes=500 * 1024**3)
     assert refused.value.code == "too_large_for_pools"
+
+
+def test_without_pools_the_download_is_still_planned_against_the_cache_budget():
+    model = synthetic(70 * GB, shards=30)
+    plan = plan_download(model, (), cache_budget_bytes=500 * 1024**3)
+    assert plan.placement is None and plan.shards == 30 and plan.as_dict()["placement"] is None
+    with pytest.raises(IntakeRefused) as refused:
+        plan_download(model, (), cache_budget_bytes=100 * 1024**3)
+    assert refused.value.code == "too_large_for_cache"
+    assert "140.0 GB" in refused.value.reason and "107.4 GB" in refused.value.reason  # the files, the budget
+    # Exactly at the budget fits; one byte over does not.
+    assert plan_download(model, (), cache_budget_bytes=plan.total_bytes).total_bytes == plan.total_bytes
+    with pytest.raises(IntakeRefused):
+        plan_download(model, (), cache_budget_bytes=plan.total_bytes - 1)
+
+
+def test_the_plan_is_part_of_the_intake_record_prepare_returns():
+    from verification import pipeline as vp
+
+    model, base = synthetic(70 * GB, shards=30), synthetic(7 * GB, shards=3)
+    placement, download = vp.place_model(model, POOLS, 500 * 1024**3)
+    base_placement, base_download = vp.place_model(base, POOLS, 500 * 1024**3)
+    prep = vp.Preparation(model, base, None, [], placement, base_placement, download, base_download)
+    record = prep.intake_record()
+    assert record["placement"]["queue"] == "gpu-large" and record["sha"] == model.sha
+    assert record["download"]["total_bytes"] == download.total_bytes and record["download"]["shards"] == 30
+    assert record["download"]["fits"] == {"cache_budget_bytes": 500 * 1024**3, "pool": "gpu-large"}
+    assert len(record["download"]["files"]) == 34
+    assert record["base_download"]["shards"] == 3 and record["base_download"]["fits"]["pool"] == "gpu-small"
+    # No budget given: placed by size, nothing planned; a local model has nothing to download.
+    assert vp.place_model(model, POOLS, None)[1] is None
+    local = replace(model, kind="local", repo_id=None, local_path="/models/m")
+    assert vp.place_model(local, POOLS, 1)[0].pool.name == "gpu-large"
+    assert vp.place_model(local, (), 1) == (None, None)
+    assert "download" not in vp.Preparation(local, None, None, []).intake_record()

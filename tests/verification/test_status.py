@@ -57,8 +57,9 @@ ALL_OK = [_ok("provenance"), _ok("contamination"), _ok("endpoint")]
 def test_every_applicable_check_ran_and_passed_is_verified():
     report = _report(_context(endpoint=URL, base=True), ALL_OK)
     assert status_for(report) == VERIFIED and report["missing_checks"] == []
-    # Checks that do not apply (no base claimed, no endpoint named) are not missing.
-    assert status_for(_report(_context(), [_ok("contamination")])) == VERIFIED
+    # A check that does not apply (no endpoint named) is not missing; provenance always applies.
+    assert status_for(_report(_context(), [_ok("provenance"), _ok("contamination")])) == VERIFIED
+    assert status_for(_report(_context(), [_ok("contamination")])) == INCOMPLETE
 
 
 def test_a_disabled_check_that_applies_is_missing_and_one_that_does_not_is_not():
@@ -69,10 +70,11 @@ def test_a_disabled_check_that_applies_is_missing_and_one_that_does_not_is_not()
     sections, flags, log = run_checks(_context(), enabled=())  # the operator's VERITY_CHECKS=none
     report = build_report(source="org/m", revision=None, claimed_base=None, intake={}, benchmarks={}, base=None,
                           sections=sections, flags=flags, run={"checks": log})
-    # Without a base or an endpoint only contamination applies; disabled, it is what is missing.
+    # Without an endpoint, provenance and contamination apply; disabled, they are what is missing.
     assert status_for(report) == INCOMPLETE
     assert report["missing_checks"] == [
-        {"check": "contamination", "status": "disabled", "reason": "disabled by VERITY_CHECKS"}
+        {"check": name, "status": "disabled", "reason": "disabled by VERITY_CHECKS"}
+        for name in ("provenance", "contamination")
     ]
 
 
@@ -92,8 +94,9 @@ def test_a_claimed_base_that_could_not_be_examined_is_missing():
 
     report = _report(_context(claimed_base="org/base"), [provenance, _ok("contamination")])
     assert status_for(report) == INCOMPLETE and report["missing_checks"][0]["check"] == "provenance"
-    # With no base claimed the same section is a check that does not apply.
-    assert status_for(_report(_context(), [provenance, _ok("contamination")])) == VERIFIED
+    # With no base claimed provenance still applies (lineage against the known bases, tokens
+    # from the model alone): a section that did not run is missing there too.
+    assert status_for(_report(_context(), [provenance, _ok("contamination")])) == INCOMPLETE
 
 
 @pytest.mark.parametrize("section_status", ["unreachable", "error", "refused", "skipped", "not_available"])
@@ -129,7 +132,7 @@ def test_a_claim_whose_setup_was_not_run_leaves_the_submission_incomplete():
     m = Measurement("arc_challenge", "1", {"shots": 0, "cot": False, "chat_template": False},
                     52.0, 42.3, 61.5, 100, 0, 0, 0.05)
     benchmarks, flags = compare({"arc_challenge": m}, ClaimsDoc(claims=(ClaimSpec("arc_challenge", 60.0, shots=25),)))
-    sections, check_flags, log = run_checks(_context(), [_ok("contamination")])
+    sections, check_flags, log = run_checks(_context(), [_ok("provenance"), _ok("contamination")])
     report = build_report(source="org/m", revision=None, claimed_base=None, intake={}, benchmarks=benchmarks,
                           base=None, sections=sections, flags=flags + check_flags, run={"checks": log})
     assert flags == [] and status_for(report) == INCOMPLETE
@@ -181,7 +184,7 @@ def test_endpoint_failing_half_one_two_and_ten_percent_of_requests(failed, total
         section, flags = endpoint_check._conclude(section, counts, endpoint_check.ALPHA)
         return "endpoint", section, flags
 
-    report = _report(_context(endpoint=URL), [_ok("contamination"), endpoint])
+    report = _report(_context(endpoint=URL), [_ok("provenance"), _ok("contamination"), endpoint])
     assert status_for(report) == status
     assert (report["endpoint"]["verdict"] is None) == (status == INCOMPLETE)
 

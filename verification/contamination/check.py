@@ -15,26 +15,38 @@ What it needs
 - `heldout_outcomes`: same shape for held-out sets (gsm_fresh, private sets); each is compared with
   its public counterpart: gsm_fresh → gsm8k, a private set → the counterpart recorded with it
   (or an explicit "public" key in the entry). Private sets only ever contribute aggregates.
-- `seed`: the gsm_fresh seed recorded with the run (Min-K%++'s unseen items are drawn from it).
+- `seed`: the gsm_fresh seed recorded with the run (the train-split and reference samples are drawn
+  from it).
 - `reference_size`: texts drawn from the Skywork reference set and from GSM8K train (default:
   max(items probed, 200), at most 706).
 
-Decision rules (ours, documented on the page):
-- completion fires on a benchmark when ≥ 3 items are reproduced, the model's rate exceeds the
-  base's by ≥ 5 points, and the one-sided exact McNemar p < 0.01.
-- min_k_pp fires when benchmark items score higher than unseen gsm_fresh items after subtracting
-  the base's per-item score (one-sided Mann–Whitney p < 0.01, AUC ≥ 0.65); without a base the
-  model's own scores are compared.
-- skywork fires when Δ1 < −0.10 or Δ2 > 0.15 (beyond 2 bootstrap SEs). With a base, on the
-  excess over the base's own Δ (a base already trained on GSM8K-like text has its own offsets),
-  and the Δ1 rule then also needs the test texts to have become cheaper than the train texts
-  (excess Δ2 < −0.10): an honest fine-tune on GSM8K-like text moves both GSM8K splits away from
-  the reference set alike, a test leak moves only the test split.
+Decision rules (ours; verification/METHODS_VERDICTS.md "Contamination"). Training on a
+benchmark's *train* split (or on text like it) is legitimate, so every counted method compares
+sets from the same distribution — GSM8K test items against GSM8K train items — or the model
+against its claimed base, never real items against generated or differently written ones:
+- completion fires on a benchmark when ≥ 3 test items are reproduced and, on GSM8K, the test rate
+  exceeds the train-split rate by ≥ 5 points (one-sided Fisher p < 0.01); with a base, the model
+  must also reproduce more test items than the base (one-sided exact McNemar p < 0.01, excess ≥ 5
+  points) and, on GSM8K, also gain more over the base on test items than on train items
+  (one-sided Mann–Whitney on per-item gains, p < 0.01). A benchmark with no train split counts
+  only with a base (the base is then the control).
+- min_k_pp fires when GSM8K test items score higher than GSM8K train items (one-sided Mann–Whitney
+  p < 0.01, AUC ≥ 0.65); with a base, the per-item excess over the base's score must as well.
+- skywork fires when Δ2 = L_test − L_train (L in nats per byte) is below zero beyond noise
+  (Δ2 < −0.01 and Δ2 < −2.33 SE): train-split training makes Δ2 ≥ 0, only a leak makes the
+  test texts cheaper. With a base, the excess Δ2 over the base's (paired bootstrap SEs) must be
+  as well. Δ1 (against Skywork's reference set, written in another style) is reported, never
+  decisive: any GSM8K-style training moves it.
+- With a base every likelihood method needs both its own comparison and the difference in
+  differences: the latter alone would flag an honest fine-tune that forgot part of what its base
+  knew of the train split; the former alone, a leak inherited from the base.
 - heldout_gap fires when public − held-out accuracy exceeds the base's own gap by ≥ 5 points at
   z ≥ 2 (without a base: the raw gap, reported with lower severity since fresh problems may simply
   be harder).
-- A `contamination` flag needs at least two methods firing on the same benchmark ("the evidence
-  agrees"): warning with two, critical with three or more. heldout_gap also raises its own flag.
+- A `contamination` flag needs at least two counted methods firing on the same benchmark ("the
+  evidence agrees"): warning with two, critical with three or more. heldout_gap also raises its
+  own flag. Each method's false-positive rate on honest tiny models, and its detection rate on
+  planted leaks: performance/zoo_contamination_rates.py.
 
 Nothing from a private set other than its aggregates enters the section, the flags or the log.
 """
@@ -67,17 +79,21 @@ COMPLETION_MIN_EXCESS = 0.05
 COMPLETION_MAX_P = 0.01
 MINKPP_MAX_P = 0.01
 MINKPP_MIN_AUC = 0.65
-MINKPP_MIN_UNSEEN = 30
-SKYWORK_DELTA1_MAX = -0.10
-SKYWORK_DELTA2_MIN = 0.15
+SKYWORK_DELTA1_MAX = -0.10  # reported only (methods.md §3's published Δ1 line)
+SKYWORK_DELTA2_BELOW = -0.01  # nats per byte (about -0.03 per token at 3 bytes a token)
+SKYWORK_Z = 2.33  # one-sided 1%
 SKYWORK_MIN_REF = 200
+CONTROL_MIN = 30  # train-split items compared with the test items (at least, at most)
+CONTROL_MAX = 400
+GAIN_MAX_P = 0.01
 HELDOUT_MIN_GAP = 0.05
 HELDOUT_MIN_Z = 2.0
 REPRODUCED_SHOWN = 20
 SHOWN_CHARS = 300
 
-MINKPP_BENCHMARK = "gsm8k"  # the public benchmark with a same-style unseen set (gsm_fresh)
+MINKPP_BENCHMARK = "gsm8k"  # the public benchmark whose train split is in the datasets
 SKYWORK_BENCHMARK = "gsm8k"
+TRAIN_SPLIT_BENCHMARKS = ("gsm8k",)
 
 
 # --- the probe plan, run once per model --------------------------------------------------------
@@ -85,9 +101,9 @@ SKYWORK_BENCHMARK = "gsm8k"
 
 @dataclass
 class ProbePlan:
-    completion: dict[str, list[str]] = field(default_factory=dict)  # slug -> questions
+    completion: dict[str, list[str]] = field(default_factory=dict)  # slug -> test questions
+    train_questions: list[str] = field(default_factory=list)  # GSM8K train: completion and Min-K%++ controls
     minkpp_members: list[str] = field(default_factory=list)
-    minkpp_unseen: list[str] = field(default_factory=list)
     skywork_test: list[str] = field(default_factory=list)
     skywork_ref: list[str] = field(default_factory=list)
     skywork_train: list[str] = field(default_factory=list)
@@ -100,9 +116,10 @@ class ProbePlan:
 @dataclass
 class ProbeResults:
     completion: dict[str, list[Completion]] = field(default_factory=dict)
+    completion_train: list[Completion] = field(default_factory=list)
     minkpp_members: list[float] = field(default_factory=list)
-    minkpp_unseen: list[float] = field(default_factory=list)
-    skywork: dict[str, list[tuple[float, int]]] = field(default_factory=dict)  # set -> [(nll, tokens)]
+    minkpp_controls: list[float] = field(default_factory=list)
+    skywork: dict[str, list[tuple[float, int]]] = field(default_factory=dict)  # set -> [(nll, bytes)]
 
 
 # Results per (model fingerprint, plan): a base probed for several fine-tunes in one worker
@@ -130,13 +147,15 @@ def run_probes(model_dir: str | Path, plan: ProbePlan) -> ProbeResults:
         results = ProbeResults()
         for slug, questions in plan.completion.items():
             results.completion[slug] = completion_probe(model, questions)
-        if plan.minkpp_members and plan.minkpp_unseen:
+        if plan.train_questions:
+            results.completion_train = completion_probe(model, plan.train_questions)
+        if plan.minkpp_members and plan.train_questions:
             results.minkpp_members = min_k_pp_scores(model, plan.minkpp_members)
-            results.minkpp_unseen = min_k_pp_scores(model, plan.minkpp_unseen)
+            results.minkpp_controls = min_k_pp_scores(model, plan.train_questions)
         for name in ("test", "ref", "train"):
             texts = getattr(plan, f"skywork_{name}")
             if texts:
-                results.skywork[name] = [(l.nll_sum, l.n_tokens) for l in text_losses(model, texts)]
+                results.skywork[name] = [(l.nll_sum, l.n_bytes) for l in text_losses(model, texts)]
     finally:
         model.close()
     if len(_RESULTS_CACHE) >= _CACHE_LIMIT:
@@ -169,11 +188,13 @@ def build_plan(
         plan.completion[slug] = [item.question for item in loaded[slug]]
     gsm = loaded.get("gsm8k")
     if gsm:
-        n_unseen = min(max(len(gsm), MINKPP_MIN_UNSEEN), 400)
-        plan.minkpp_members = [item.question for item in gsm]
-        plan.minkpp_unseen = [item.question for item in probe_items.fresh_items(seed, n_unseen)]
         n_ref = min(706, reference_size or max(len(gsm), SKYWORK_MIN_REF))
         try:
+            # Same-distribution controls: GSM8K train items (a seeded sample, so a model cannot
+            # know which train items it will be compared with).
+            n_controls = min(max(len(gsm), CONTROL_MIN), CONTROL_MAX)
+            plan.train_questions = [i.question for i in probe_items.gsm8k_train_sample(datasets_dir, n_controls, seed + 1)]
+            plan.minkpp_members = [item.question for item in gsm]
             plan.skywork_ref = probe_items.skywork_reference(datasets_dir, n_ref, seed=seed)
             plan.skywork_train = [i.full_text for i in probe_items.gsm8k_train_sample(datasets_dir, n_ref, seed)]
             plan.skywork_test = [item.full_text for item in gsm]
@@ -189,17 +210,10 @@ def _clip(text: str) -> str:
     return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
 
 
-def completion_evidence(
-    slug: str, items: list[probe_items.ProbeItem], model: list[Completion], base: list[Completion] | None
-) -> dict[str, Any]:
-    model_hits = [c.reproduced for c in model]
-    base_hits = [c.reproduced for c in base] if base is not None else None
-    test = stats.paired_excess(model_hits, base_hits)
-    excess = test.model_rate - (test.base_rate or 0.0)
-    fired = (
-        sum(model_hits) >= COMPLETION_MIN_REPRODUCED and excess >= COMPLETION_MIN_EXCESS and test.p_value < COMPLETION_MAX_P
-    )
-    reproduced = [
+def _reproduced_rows(
+    items: list[probe_items.ProbeItem], model: list[Completion], base_hits: list[bool] | None
+) -> list[dict[str, Any]]:
+    return [
         {
             "index": item.index,
             "item_id": item.item_id,
@@ -213,6 +227,54 @@ def completion_evidence(
         for pos, (item, c) in enumerate(zip(items, model))
         if c.reproduced
     ]
+
+
+def _train_comparison(
+    model_hits: list[bool], train: list[Completion] | None, base_hits: list[bool] | None,
+    base_train: list[Completion] | None,
+) -> dict[str, Any] | None:
+    """The same probe on GSM8K train items: a rate that only the test items reach is what
+    train-split training cannot produce. With a base, per-item gains over the base (test vs
+    train) make it a difference-in-differences."""
+    if not train:
+        return None
+    train_hits = [c.reproduced for c in train]
+    rate_test, rate_train = sum(model_hits) / len(model_hits), sum(train_hits) / len(train_hits)
+    p_value = stats.fisher_greater(sum(model_hits), len(model_hits), sum(train_hits), len(train_hits))
+    out: dict[str, Any] = {
+        "n_train": len(train_hits), "train_rate": rate_train, "train_rate_pct": 100.0 * rate_train,
+        "test_minus_train_pct": 100.0 * (rate_test - rate_train), "p_value": p_value, "gain_p_value": None,
+        "passed": rate_test - rate_train >= COMPLETION_MIN_EXCESS and p_value < COMPLETION_MAX_P,
+    }
+    if base_hits is not None and base_train:
+        gains_test = np.asarray(model_hits, dtype=float) - np.asarray(base_hits, dtype=float)
+        gains_train = np.asarray(train_hits, dtype=float) - np.asarray([c.reproduced for c in base_train], dtype=float)
+        gain = stats.mann_whitney_greater(gains_test, gains_train)
+        out["gain_p_value"] = gain.p_value
+        out["passed"] = out["passed"] and gain.p_value < GAIN_MAX_P and (
+            float(gains_test.mean() - gains_train.mean()) >= COMPLETION_MIN_EXCESS
+        )
+    return out
+
+
+def completion_evidence(
+    slug: str, items: list[probe_items.ProbeItem], model: list[Completion], base: list[Completion] | None,
+    train: list[Completion] | None = None, base_train: list[Completion] | None = None,
+) -> dict[str, Any]:
+    model_hits = [c.reproduced for c in model]
+    base_hits = [c.reproduced for c in base] if base is not None else None
+    test = stats.paired_excess(model_hits, base_hits)
+    excess = test.model_rate - (test.base_rate or 0.0)
+    against_train = _train_comparison(model_hits, train, base_hits, base_train) if model_hits else None
+    # Counted only where a control separates leakage from in-domain training: the train split
+    # (GSM8K), or the claimed base (any benchmark).
+    counts = against_train is not None or base_hits is not None
+    fired = counts and sum(model_hits) >= COMPLETION_MIN_REPRODUCED
+    if base_hits is not None:
+        fired = fired and excess >= COMPLETION_MIN_EXCESS and test.p_value < COMPLETION_MAX_P
+    if against_train is not None:
+        fired = fired and against_train["passed"]
+    reproduced = _reproduced_rows(items, model, base_hits)
     return {
         "benchmark": slug,
         "n": test.n,
@@ -225,7 +287,9 @@ def completion_evidence(
         "model_only": test.model_only,
         "base_only": test.base_only,
         "p_value": test.p_value,
-        "fired": fired,
+        "against_train": against_train,
+        "counts": counts,
+        "fired": bool(fired),
         "n_reproduced": len(reproduced),
         "reproduced": reproduced[:REPRODUCED_SHOWN],
         "mean_rouge_l": float(np.mean([c.rouge_l for c in model])) if model else 0.0,
@@ -233,24 +297,34 @@ def completion_evidence(
 
 
 def minkpp_evidence(model: ProbeResults, base: ProbeResults | None) -> dict[str, Any]:
-    own = stats.mann_whitney_greater(model.minkpp_members, model.minkpp_unseen)
+    """GSM8K test items against GSM8K train items (same distribution): train-split training
+    raises the train items' scores, a leak raises the test items'."""
+    own = stats.mann_whitney_greater(model.minkpp_members, model.minkpp_controls)
     evidence: dict[str, Any] = {
         "benchmark": MINKPP_BENCHMARK,
-        "unseen": gsm_fresh.SLUG,
+        "controls": f"{MINKPP_BENCHMARK} train",
         "k": 0.2,
         "model": own.as_dict(),
         "base": None,
         "delta": None,
+        "counts": True,
     }
-    decisive = own
+    def fires(test: stats.RankTest) -> bool:
+        return test.p_value < MINKPP_MAX_P and test.auc >= MINKPP_MIN_AUC
+
+    fired = fires(own)
     if base is not None and base.minkpp_members:
-        evidence["base"] = stats.mann_whitney_greater(base.minkpp_members, base.minkpp_unseen).as_dict()
+        evidence["base"] = stats.mann_whitney_greater(base.minkpp_members, base.minkpp_controls).as_dict()
         member_delta = np.subtract(model.minkpp_members, base.minkpp_members)
-        unseen_delta = np.subtract(model.minkpp_unseen, base.minkpp_unseen)
-        decisive = stats.mann_whitney_greater(member_delta, unseen_delta)
-        evidence["delta"] = decisive.as_dict()
-    evidence["fired"] = decisive.p_value < MINKPP_MAX_P and decisive.auc >= MINKPP_MIN_AUC
-    evidence["decided_on"] = "delta" if evidence["delta"] else "model"
+        control_delta = np.subtract(model.minkpp_controls, base.minkpp_controls)
+        delta = stats.mann_whitney_greater(member_delta, control_delta)
+        evidence["delta"] = delta.as_dict()
+        # Both: the gain came with this fine-tune (not inherited from the base), and the test
+        # items are more familiar than train items outright (forgetting what the base knew of
+        # the train split can lift the difference in differences, never the model's own ranks).
+        fired = fired and fires(delta)
+    evidence["fired"] = bool(fired)
+    evidence["decided_on"] = "model and delta" if evidence["delta"] else "model"
     return evidence
 
 
@@ -271,30 +345,36 @@ def _deltas(losses: dict[str, stats.LossRatio]) -> dict[str, float]:
     }
 
 
+def _excess_over_base(model: ProbeResults, base: ProbeResults, seed: int) -> dict[str, float]:
+    """(L_model − L_base) per set with paired bootstrap SEs; excess Δ = difference of those."""
+    gap = {name: stats.paired_loss_gap(model.skywork[name], base.skywork[name], seed=seed)
+           for name in ("test", "ref", "train")}
+    return {
+        "delta1": gap["test"].estimate - gap["ref"].estimate,
+        "delta2": gap["test"].estimate - gap["train"].estimate,
+        "delta1_se": float(np.hypot(gap["test"].se, gap["ref"].se)),
+        "delta2_se": float(np.hypot(gap["test"].se, gap["train"].se)),
+    }
+
+
 def skywork_evidence(model: ProbeResults, base: ProbeResults | None, seed: int) -> dict[str, Any]:
+    """Decides on Δ2 = L_test − L_train only (same distribution): train-split training keeps it
+    ≥ 0, a leak of the test texts pushes it below zero. Δ1 is reported, never decisive: the
+    reference set is written in another style, so any GSM8K-style training lowers Δ1."""
     own = _deltas(_losses(model, seed))
-    evidence: dict[str, Any] = {"benchmark": SKYWORK_BENCHMARK, "model": own, "base": None, "excess": None}
-    d1, d2 = own["delta1"], own["delta2"]
-    se1, se2 = own["delta1_se"], own["delta2_se"]
+    evidence: dict[str, Any] = {"benchmark": SKYWORK_BENCHMARK, "model": own, "base": None, "excess": None,
+                                "counts": True, "unit": "nats per byte"}
+    def below_zero(delta2: float, se: float) -> bool:
+        return delta2 < SKYWORK_DELTA2_BELOW and delta2 < -SKYWORK_Z * se
+
+    fired = below_zero(own["delta2"], own["delta2_se"])
+    evidence["delta1_low"] = bool(own["delta1"] < SKYWORK_DELTA1_MAX)  # shown, not counted
     if base is not None and base.skywork:
-        theirs = _deltas(_losses(base, seed))
-        evidence["base"] = theirs
-        d1, d2 = d1 - theirs["delta1"], d2 - theirs["delta2"]
-        se1, se2 = float(np.hypot(se1, theirs["delta1_se"])), float(np.hypot(se2, theirs["delta2_se"]))
-        evidence["excess"] = {"delta1": d1, "delta2": d2, "delta1_se": se1, "delta2_se": se2}
-    if evidence["excess"] is None:
-        # methods.md §3 as published: Δ1 < −0.10 or Δ2 > 0.15.
-        fired_delta1 = d1 < SKYWORK_DELTA1_MAX and d1 < -2 * se1
-    else:
-        # With a base (ours): the test texts must have become cheaper than the reference set AND
-        # than the same-distribution train texts. A fine-tune on GSM8K-like text moves the
-        # reference set against both GSM8K splits alike (an excess Δ1 with no excess Δ2); only
-        # a leak of the test texts separates test from train.
-        fired_delta1 = d1 < SKYWORK_DELTA1_MAX and d1 < -2 * se1 and d2 < SKYWORK_DELTA1_MAX and d2 < -2 * se2
-    fired_delta2 = d2 > SKYWORK_DELTA2_MIN and d2 > 2 * se2
-    evidence["fired_delta1"] = bool(fired_delta1)
-    evidence["fired_delta2"] = bool(fired_delta2)
-    evidence["fired"] = bool(fired_delta1 or fired_delta2)
+        evidence["base"] = _deltas(_losses(base, seed))
+        evidence["excess"] = excess = _excess_over_base(model, base, seed)
+        # As for Min-K%++: the model's own Δ2 below zero and the excess over the base too.
+        fired = fired and below_zero(excess["delta2"], excess["delta2_se"])
+    evidence["fired"] = bool(fired)
     return evidence
 
 
@@ -352,6 +432,30 @@ def _probe_safely(model_dir: Path | str, plan: ProbePlan, errors: list[dict[str,
     return None
 
 
+def _methods(
+    plan: ProbePlan, loaded: Mapping[str, list[probe_items.ProbeItem]], model_results: ProbeResults | None,
+    base_results: ProbeResults | None, seed: int,
+) -> dict[str, Any]:
+    methods: dict[str, Any] = {}
+    if model_results is not None:
+        methods["completion"] = {
+            "by_benchmark": {
+                slug: completion_evidence(
+                    slug, loaded[slug], model_results.completion[slug],
+                    base_results.completion.get(slug) if base_results else None,
+                    model_results.completion_train if slug in TRAIN_SPLIT_BENCHMARKS else None,
+                    base_results.completion_train if base_results and slug in TRAIN_SPLIT_BENCHMARKS else None,
+                )
+                for slug in plan.completion
+            }
+        }
+        if plan.minkpp_members:
+            methods["min_k_pp"] = minkpp_evidence(model_results, base_results)
+        if model_results.skywork.keys() >= {"test", "ref", "train"}:
+            methods["skywork"] = skywork_evidence(model_results, base_results, seed)
+    return methods
+
+
 def check_contamination(
     model_dir: str | Path | Any,
     base_dir: str | Path | None = None,
@@ -389,19 +493,7 @@ def check_contamination(
     model_results = _probe_safely(model_dir, plan, errors, "submitted")
     base_results = _probe_safely(base_dir, plan, errors, "base") if base_dir else None
 
-    methods: dict[str, Any] = {}
-    if model_results is not None:
-        methods["completion"] = {
-            "by_benchmark": {
-                slug: completion_evidence(slug, loaded[slug], model_results.completion[slug],
-                                          base_results.completion.get(slug) if base_results else None)
-                for slug in plan.completion
-            }
-        }
-        if plan.minkpp_members:
-            methods["min_k_pp"] = minkpp_evidence(model_results, base_results)
-        if model_results.skywork.keys() >= {"test", "ref", "train"}:
-            methods["skywork"] = skywork_evidence(model_results, base_results, seed)
+    methods = _methods(plan, loaded, model_results, base_results, seed)
     methods["heldout_gap"] = {"pairs": heldout_evidence(public_outcomes, heldout_outcomes)}
 
     fired_by_benchmark = _fired_by_benchmark(methods)
@@ -434,7 +526,9 @@ def thresholds() -> dict[str, Any]:
         "completion": {"rouge_l": 0.8, "min_reproduced": COMPLETION_MIN_REPRODUCED,
                        "min_excess": COMPLETION_MIN_EXCESS, "max_p": COMPLETION_MAX_P},
         "min_k_pp": {"k": 0.2, "max_p": MINKPP_MAX_P, "min_auc": MINKPP_MIN_AUC},
-        "skywork": {"delta1_below": SKYWORK_DELTA1_MAX, "delta2_above": SKYWORK_DELTA2_MIN},
+        "skywork": {"delta1_below": SKYWORK_DELTA1_MAX, "delta1_decides": False,
+                    "delta2_below": SKYWORK_DELTA2_BELOW, "delta2_z": SKYWORK_Z},
+        "controls": {"train_split": list(TRAIN_SPLIT_BENCHMARKS), "min": CONTROL_MIN, "max": CONTROL_MAX},
         "heldout_gap": {"min_gap": HELDOUT_MIN_GAP, "min_z": HELDOUT_MIN_Z},
     }
 
@@ -442,7 +536,7 @@ def thresholds() -> dict[str, Any]:
 def _fired_by_benchmark(methods: Mapping[str, Any]) -> dict[str, set[str]]:
     fired: dict[str, set[str]] = {}
     for slug, evidence in methods.get("completion", {}).get("by_benchmark", {}).items():
-        if evidence["fired"]:
+        if evidence["fired"] and evidence["counts"]:
             fired.setdefault(slug, set()).add("completion")
     for name in ("min_k_pp", "skywork"):
         if methods.get(name, {}).get("fired"):
@@ -469,16 +563,18 @@ def _method_numbers(name: str, methods: Mapping[str, Any], slug: str) -> str:
     if name == "completion":
         e = methods["completion"]["by_benchmark"][slug]
         base = f" vs base {100 * e['base_rate']:.1f}%" if e["base_rate"] is not None else ""
-        return f"completion probe reproduced {e['n_reproduced']}/{e['n']} question halves ({100 * e['model_rate']:.1f}%{base}, p={e['p_value']:.2g})"
+        train = f", train items {e['against_train']['train_rate_pct']:.1f}%" if e["against_train"] else ""
+        return (f"completion probe reproduced {e['n_reproduced']}/{e['n']} test question halves "
+                f"({100 * e['model_rate']:.1f}%{base}{train})")
     if name == "min_k_pp":
         e = methods["min_k_pp"]
         d = e["delta"] or e["model"]
-        return f"Min-K%++ ranks {slug} items above fresh items (AUC {d['auc']:.2f}, p={d['p_value']:.2g})"
+        return f"Min-K%++ ranks {slug} test items above its train items (AUC {d['auc']:.2f}, p={d['p_value']:.2g})"
     if name == "skywork":
         e = methods["skywork"]
         m = e["model"]
-        return f"Skywork Δ1={m['delta1']:+.3f}, Δ2={m['delta2']:+.3f}" + (
-            f" (excess over base Δ1 {e['excess']['delta1']:+.3f}, Δ2 {e['excess']['delta2']:+.3f})" if e["excess"] else ""
+        return f"Skywork Δ2 = L_test − L_train = {m['delta2']:+.3f} ± {m['delta2_se']:.3f} nats/byte" + (
+            f" (excess over base {e['excess']['delta2']:+.3f} ± {e['excess']['delta2_se']:.3f})" if e["excess"] else ""
         )
     pairs = [p for p in methods["heldout_gap"]["pairs"] if p["public"] == slug and p["fired"]]
     return "; ".join(

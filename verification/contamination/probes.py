@@ -6,8 +6,9 @@
 - Min-K%++ (Zhang et al. 2024, building on Min-K% by Shi et al., arXiv 2310.16789): per token
   z_t = (log p(x_t) − μ_t)/σ_t with μ_t, σ_t the mean and s.d. of log p over the vocabulary under
   the model's own next-token distribution; score = mean of the lowest k = 20% of z_t.
-- Skywork loss (Skywork-13B report, arXiv 2310.19341, Table 8): per text the summed token NLL and
-  the token count, so L = total NLL / total tokens can be formed over any set of texts.
+- Skywork loss (Skywork-13B report, arXiv 2310.19341, Table 8): per text the summed token NLL, the
+  token count and the byte count, so L = total NLL / total bytes (ours; the paper divides by
+  tokens) can be formed over any set of texts.
 
 Results are per item and keyed by item position so the caller can pair model and base.
 """
@@ -108,7 +109,15 @@ def min_k_pp_scores(model: ProbeModel, texts: Sequence[str], k: float = MIN_K_FR
 class TextLoss:
     nll_sum: float
     n_tokens: int
+    n_bytes: int  # UTF-8 bytes of the predicted tokens (all but the first)
 
 
 def text_losses(model: ProbeModel, texts: Sequence[str]) -> list[TextLoss]:
-    return [TextLoss(s.nll_sum, s.n_tokens) for s in model.token_stats(texts)]
+    """Per text: summed NLL, predicted tokens and their bytes. Losses per byte do not depend on
+    how well the tokenizer compresses a set (ours: a tokenizer fitted to text that includes a
+    benchmark's train split packs train items into fewer, costlier tokens)."""
+    stats = model.token_stats(texts)
+    return [
+        TextLoss(s.nll_sum, s.n_tokens, len(model.decode(model.encode(text)[1:]).encode("utf-8")))
+        for s, text in zip(stats, texts)
+    ]

@@ -5,10 +5,12 @@
   independent variances.
 - Completion probe: paired items (model vs base reproduced), one-sided exact binomial test on the
   discordant pairs (McNemar's exact test, one-sided because only *more* reproduction is evidence).
-- Min-K%++: one-sided Mann–Whitney U between benchmark items and unseen same-style items, with
-  AUC = U/(n₁n₂) as the effect size (ours).
-- Skywork Δ: loss ratios (total NLL / total tokens) with bootstrap SEs over texts (ours: the paper
-  reports point values only).
+- Min-K%++: one-sided Mann–Whitney U between benchmark test items and items of the same
+  benchmark's train split (same distribution), with AUC = U/(n₁n₂) as the effect size (ours).
+- Completion probe against the train split: one-sided Fisher exact test (test rate > train rate).
+- Skywork Δ: loss ratios (total NLL / total bytes here; the paper divides by tokens) with
+  bootstrap SEs over texts (ours: the paper
+  reports point values only); against a base, paired bootstrap SEs of L_model − L_base.
 """
 
 from __future__ import annotations
@@ -183,31 +185,31 @@ def paired_excess(model_hits: Sequence[bool], base_hits: Sequence[bool] | None) 
 @dataclass(frozen=True)
 class RankTest:
     n_members: int
-    n_unseen: int
-    auc: float  # P(member score > unseen score) + ½ P(tie)
+    n_controls: int
+    auc: float  # P(member score > control score) + ½ P(tie)
     p_value: float
     median_members: float
-    median_unseen: float
+    median_controls: float
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def mann_whitney_greater(members: Sequence[float], unseen: Sequence[float]) -> RankTest:
+def mann_whitney_greater(members: Sequence[float], controls: Sequence[float]) -> RankTest:
     """One-sided Mann–Whitney U: are benchmark-item scores stochastically larger than those of
-    items the model cannot have seen?"""
+    control items from the same distribution?"""
     a = np.asarray(members, dtype=float)
-    b = np.asarray(unseen, dtype=float)
+    b = np.asarray(controls, dtype=float)
     if len(a) == 0 or len(b) == 0:
         raise ValueError("Mann–Whitney needs items on both sides")
     result = scipy_stats.mannwhitneyu(a, b, alternative="greater")
     return RankTest(
         n_members=len(a),
-        n_unseen=len(b),
+        n_controls=len(b),
         auc=float(result.statistic) / (len(a) * len(b)),
         p_value=float(result.pvalue),
         median_members=float(np.median(a)),
-        median_unseen=float(np.median(b)),
+        median_controls=float(np.median(b)),
     )
 
 
@@ -234,3 +236,39 @@ def loss_ratio(nll_sums: Sequence[float], token_counts: Sequence[int], *, seed: 
     picks = rng.integers(0, len(nll), size=(n_boot, len(nll)))
     boot = nll[picks].sum(axis=1) / np.maximum(tokens[picks].sum(axis=1), 1.0)
     return LossRatio(loss, len(nll), int(tokens.sum()), float(boot.std(ddof=1)) if n_boot > 1 else 0.0)
+
+
+def fisher_greater(hits_a: int, n_a: int, hits_b: int, n_b: int) -> float:
+    """One-sided Fisher exact test: is set A's hit rate above set B's? (Unpaired: test items
+    against train items.)"""
+    if n_a <= 0 or n_b <= 0:
+        return 1.0
+    table = [[hits_a, n_a - hits_a], [hits_b, n_b - hits_b]]
+    return float(scipy_stats.fisher_exact(table, alternative="greater").pvalue)
+
+
+@dataclass(frozen=True)
+class LossGap:
+    """L_model − L_base over one set of texts (each model's own token counts), with a paired
+    bootstrap SE: both losses are recomputed on the same resampled texts, since model and base
+    losses on one text move together (ours)."""
+
+    estimate: float
+    se: float
+    n_texts: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def paired_loss_gap(
+    model_rows: Sequence[tuple[float, int]], base_rows: Sequence[tuple[float, int]], *, seed: int = 0, n_boot: int = 400
+) -> LossGap:
+    if len(model_rows) != len(base_rows) or not model_rows:
+        raise ValueError("model and base losses must cover the same texts")
+    m_nll, m_tok = (np.asarray(x, dtype=float) for x in zip(*model_rows))
+    b_nll, b_tok = (np.asarray(x, dtype=float) for x in zip(*base_rows))
+    estimate = float(m_nll.sum() / m_tok.sum() - b_nll.sum() / b_tok.sum())
+    picks = np.random.default_rng(seed).integers(0, len(m_nll), size=(n_boot, len(m_nll)))
+    boot = m_nll[picks].sum(1) / np.maximum(m_tok[picks].sum(1), 1.0) - b_nll[picks].sum(1) / np.maximum(b_tok[picks].sum(1), 1.0)
+    return LossGap(estimate, float(boot.std(ddof=1)), len(m_nll))

@@ -18,6 +18,10 @@ URL and the submitted weights, this check:
 Both sides use identical decoding settings and the same chat template (the weights' tokenizer
 template; plain completions when it has none).
 
+The probe prompts are drawn fresh for every check (verification.endpoint.probes: a secret seed,
+recorded in the section afterwards, picks them from the benchmark datasets and the maintainers'
+private prompts), so an endpoint cannot tell a probe from a user's request.
+
 Verdict *(ours)*: "differs" when the MMD test rejects at `alpha` (0.01, see ALPHA), or greedy agreement is below
 MIN_GREEDY_AGREEMENT, or the teacher-forced logprobs drift by more than MAX_LOGPROB_DRIFT nats per
 token. Any change (quantisation, a system prompt, another template) can make an endpoint differ:
@@ -26,9 +30,12 @@ the flag says "endpoint differs" with the evidence, not "fraud".
 Missing data is never evidence: an endpoint that is down, slow, rate-limited or returns malformed
 JSON gets status "unreachable" or "error", its failed requests are counted in n_errors and never
 as a match, and no verdict (hence no flag) is drawn when more than MAX_ERROR_RATE of the requests
-failed. No warning flag is raised for an unreachable endpoint either: a flag is a finding about
-the model, and an outage (ours, theirs or the network's) is not one; the model page shows the
-endpoint section's status ("endpoint could not be checked") so the claim stays visibly unverified.
+failed. Such a section (or one whose logprobs were refused: listed under "missing") makes the
+submission *incomplete* with a warning naming the endpoint (verification.report.status_for),
+never verified; it raises no flag, because a flag is a finding about the model and an outage
+(ours, theirs or the network's) is not one. Up to MAX_ERROR_RATE of failed requests still gives
+a verdict on the rest: the probes look like any request, so an endpoint cannot choose to fail
+the ones it would be caught on.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from typing import Any
 
 from verification.backends.base import Backend
 from verification.backends.openai_http import EndpointRequestError, HttpPolicy, OpenAIHTTPBackend
+from verification.endpoint import probes as probes_mod
 from verification.endpoint.mmd import mmd_test
 from verification.endpoint.urlcheck import EndpointURLError, validate_endpoint_url
 from verification.vocabulary import MAX_ERROR_RATE
@@ -56,18 +64,27 @@ log = logging.getLogger(__name__)
 # exactly its level: 0.05 would flag one honest endpoint in twenty. 0.01 keeps that to one in a
 # hundred; the power lost is bought back with samples (benchmarks/endpoint_power.py).
 ALPHA = 0.01
-MIN_GREEDY_AGREEMENT = 0.5  # (ours) same weights agree on nearly every greedy completion
+# Thresholds (ours), set from the measured distribution of same weights vs near relatives
+# (performance/zoo_endpoint_rates.py; verification/METHODS_VERDICTS.md, "Endpoint"): the same
+# weights, in fp32 or served in bf16, agreed on >= 90% of greedy completions and drifted <= 0.0100
+# nats/token; the claimed base under a fine-tune's name, a sibling fine-tune and a wrapper agreed
+# on <= 40% and drifted >= 0.24. 0.8 leaves room for hardware nondeterminism: with 5% of prompts
+# diverging per check, 20 prompts fall below it (5+ diverge) 0.3% of the time.
+MIN_GREEDY_AGREEMENT = 0.8
 MIN_GREEDY_PROMPTS = 5  # (ours) fewer answered prompts: the greedy rate is not used as a verdict
-MAX_LOGPROB_DRIFT = 0.1  # (ours) nats/token, median over prompts; fp32 vs fp32 is ~1e-5
+MAX_LOGPROB_DRIFT = 0.05  # nats/token, median over prompts: 5x the bf16 noise, 5x below a relative
 N_EXAMPLES = 5
 MAX_STORED_CHARS = 2000  # per text kept in the report (a hostile endpoint may answer megabytes)
-# (ours) Sampling temperature for the MMD test. Measured with benchmarks/endpoint_power.py on
+# (ours) Sampling temperature for the MMD test. Measured with performance/endpoint_power.py on
 # the tiny models (endpoint = vllm serve of tiny-base, different model = tiny-other, 10 prompts,
 # 32 tokens, alpha 0.01): at T=0.3, 8 samples per prompt give 96% power (5 give 62%); at T=0.7
 # power stays below 8% even with 15 samples per prompt, because both models' samples look alike
-# to the character kernel. The false-positive rate against the same weights stayed <= 2.5%.
-DEFAULT_TEMPERATURE = 0.3
-WEIGHTS_SEED_OFFSET = 1_000_003  # keeps the weights' seeds apart from the endpoint's
+# to the character kernel. Against a near relative (tiny-base under its fine-tune's name, a
+# sibling fine-tune) T=0.3 mostly missed (p 0.21, 0.34, 0.40) while T=0.1 rejected on every draw
+# (p = 0.002, the smallest possible at 500 permutations), the same weights giving p >= 0.21
+# (METHODS_VERDICTS.md, "Endpoint"). A permutation test's false-positive rate is its level at
+# any temperature, so the lower one is kept.
+DEFAULT_TEMPERATURE = 0.1
 
 IDENTITY_PROBES = (
     "Which model are you? Answer with your exact model name and the company that made you.",
@@ -77,32 +94,6 @@ KNOWN_NAMES = (
     "claude", "anthropic", "gpt", "openai", "chatgpt", "llama", "meta", "gemini", "google",
     "mistral", "qwen", "alibaba", "deepseek", "reflection", "phi", "microsoft",
 )
-
-# Generic prompts (ours): open-ended enough that different models answer differently, short
-# enough for cheap sampling. The pipeline may pass its own (e.g. benchmark questions).
-DEFAULT_PROMPTS = (
-    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether?",
-    "Write one sentence about the ocean.",
-    "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting. How much did she earn?",
-    "Explain what a prime number is.",
-    "Betty is saving money for a new wallet which costs $100. She has only half of the money she needs. How much more does she need?",
-    "Give me a name for a pet turtle.",
-    "James writes a 3-page letter to 2 different friends twice a week. How many pages does he write a year?",
-    "What is the capital of France?",
-    "A robe takes 2 bolts of blue fiber and half that much white fiber. How many bolts in total does it take?",
-    "Continue the story: The door creaked open and",
-    "Tom has 5 apples and buys 7 more. How many apples does he have?",
-    "List three colors.",
-    "Mark has a garden with flowers. He planted plants of three different colors in it. Ten of them are yellow. How many are purple?",
-    "Describe a cat in five words.",
-    "Julie is reading a 120-page book. Yesterday, she was able to read 12 pages. How many pages are left?",
-    "Translate 'good morning' into Spanish.",
-    "A bakery sells 24 muffins each hour for 6 hours. How many muffins does it sell?",
-    "What is 17 times 3?",
-    "Ken created a care package to send to his brother. How heavy was the box?",
-    "Write a haiku about rain.",
-)
-
 
 def _error_kind(error: str | None) -> str:
     return (error or "").split(":", 1)[0] or "error"
@@ -188,6 +179,7 @@ def _greedy_comparison(
         "n_compared": compared,
         "n_agree": agree,
         "agreement_rate": (agree / compared) if compared else None,
+        "threshold": MIN_GREEDY_AGREEMENT,
         "n_errors_endpoint": sum(1 for g in from_endpoint if g.error),
         "n_errors_weights": sum(1 for g in from_weights if g.error),
         "examples": disagreements,
@@ -352,10 +344,12 @@ def _check_endpoint(
     *,
     endpoint_model: str | None = None,
     weights_backend: Backend | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     n_prompts: int = 20,
     samples_per_prompt: int = 10,
     prompts: Sequence[str] | None = None,
+    datasets_dir: str | Path | None = None,
+    private_prompts: Sequence[str] = (),
     temperature: float = DEFAULT_TEMPERATURE,
     max_tokens: int = 32,
     greedy_max_tokens: int = 48,
@@ -366,35 +360,41 @@ def _check_endpoint(
     api_key: str | None = None,
     policy: HttpPolicy | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    if weights_backend is None:
-        raise ValueError("check_endpoint needs the weights' backend")
-    if model_dir is None:
-        raise ValueError("check_endpoint needs the weights' directory (for its tokenizer and chat template)")
+    """`seed`: the check's secret seed (fresh when None; recorded in the section) draws the probes
+    from the pool (datasets_dir's texts, `private_prompts`); `prompts` replaces the draw."""
+    if weights_backend is None or model_dir is None:
+        raise ValueError("check_endpoint needs the weights' backend and directory (tokenizer, chat template)")
+    seed = probes_mod.new_seed() if seed is None else int(seed)
     started = time.monotonic()
-    section, endpoint = _open_endpoint(
-        endpoint_url, endpoint_model, allow_loopback, blocked_hostports, api_key, policy
-    )
+    section, endpoint = _open_endpoint(endpoint_url, endpoint_model, allow_loopback, blocked_hostports, api_key, policy)
     if endpoint is None:
         return section, []
     if not _read_model_listing(endpoint, section, endpoint_model):
         section["timings"] = {"total_s": round(time.monotonic() - started, 3)}
         return section, []
-
+    try:
+        probes = _probes_for(prompts, n_prompts, seed, datasets_dir, tuple(private_prompts))
+    except (probes_mod.ProbePoolError, OSError, ValueError) as exc:
+        section.update(status="error", reason=f"no probe prompts could be drawn: {exc}")
+        return section, []
+    # Recorded whatever happens next: a maintainer can rebuild the draw from it.
+    section["probes"] = _describe_probes(probes, seed, prompts, datasets_dir, len(private_prompts))
     tokenizer = _load_tokenizer(Path(model_dir))
     chat = _has_chat_template(tokenizer)
-    prompt_list = list(prompts if prompts is not None else DEFAULT_PROMPTS)[:n_prompts]
+    prompt_list = [probe.text for probe in probes]
     greedy_params = SamplingParams(temperature=0.0, max_tokens=greedy_max_tokens)
-    sampling_params = SamplingParams(temperature=temperature, top_p=1.0, max_tokens=max_tokens, seed=seed)
+    sampling_params = SamplingParams(temperature=temperature, top_p=1.0, max_tokens=max_tokens,
+                                     seed=probes_mod.derived_seed(seed, "endpoint samples"))
     _record_decoding(section, chat, greedy_params, sampling_params, samples_per_prompt, len(prompt_list))
 
-    # Endpoint first: when it cannot answer there is no reason to spend the weights' compute.
+    # Endpoint first: if it cannot answer, spare the weights' compute. The greedy request is each
+    # probe's first sight: a wrapper waiting for a prompt to repeat is caught by greedy agreement.
     greedy_requests = [GenerationRequest(p, greedy_params, chat=chat) for p in prompt_list]
     greedy_endpoint = endpoint.generate(greedy_requests)
     if greedy_endpoint and all(g.error for g in greedy_endpoint):
         _record_dead_endpoint(section, greedy_endpoint)
         section["timings"] = {"total_s": round(time.monotonic() - started, 3)}
         return section, []
-
     section["identity"] = _identity_probes(endpoint, weights_backend, chat, max_tokens=greedy_max_tokens)
     greedy_weights = weights_backend.generate(greedy_requests)
     section["greedy"] = _greedy_comparison(prompt_list, greedy_endpoint, greedy_weights)
@@ -402,22 +402,54 @@ def _check_endpoint(
     t_greedy = time.monotonic()
 
     sampled_endpoint, sampled_weights = _sample_both_sides(
-        endpoint, weights_backend, prompt_list, samples_per_prompt, sampling_params, chat, seed
+        endpoint, weights_backend, prompt_list, samples_per_prompt, sampling_params, chat,
+        probes_mod.derived_seed(seed, "weights samples"),
     )
     t_sampling = time.monotonic()
     counts = _record_errors(
         section, endpoint, [greedy_endpoint, *sampled_endpoint], [greedy_weights, *sampled_weights]
     )
-    _record_mmd(
-        section, prompt_list, sampled_endpoint, sampled_weights, n_permutations, seed, alpha, sampling_params,
-        samples_per_prompt,
-    )
-    section["timings"] = {
-        "greedy_s": round(t_greedy - started, 3),
-        "sampling_s": round(t_sampling - t_greedy, 3),
-        "total_s": round(time.monotonic() - started, 3),
-    }
+    _record_mmd(section, prompt_list, sampled_endpoint, sampled_weights, n_permutations, seed, alpha,
+                sampling_params, samples_per_prompt)
+    section["timings"] = {"greedy_s": round(t_greedy - started, 3), "sampling_s": round(t_sampling - t_greedy, 3),
+                          "total_s": round(time.monotonic() - started, 3)}
+    _withhold_private(section, {probe.text for probe in probes if probe.private})
     return _conclude(section, counts, alpha)
+
+
+def _probes_for(
+    prompts: Sequence[str] | None, n_prompts: int, seed: int, datasets_dir: str | Path | None,
+    private_prompts: tuple[str, ...],
+) -> list[probes_mod.Probe]:
+    if prompts is not None:
+        return [probes_mod.Probe(text, "given") for text in list(prompts)[:n_prompts]]
+    if datasets_dir is None and not private_prompts:
+        from verification.datasets import datasets_dir_or_default
+
+        datasets_dir = datasets_dir_or_default(None)
+    return probes_mod.draw_probes(n_prompts, seed, datasets_dir=datasets_dir, private_prompts=private_prompts)
+
+
+def _describe_probes(
+    probes: list[probes_mod.Probe], seed: int, given: Sequence[str] | None, datasets_dir: str | Path | None,
+    n_private_pool: int,
+) -> dict[str, Any]:
+    if given is not None:
+        return {"seed": seed, "n_drawn": 0, "given": len(probes), "n_private": 0}
+    return probes_mod.describe_draw(probes, seed, datasets_dir, n_private_pool)
+
+
+def _withhold_private(section: dict[str, Any], private: set[str]) -> None:
+    """Examples drawn from the maintainers' private prompts are not stored: the report is public,
+    and a completion can quote its prompt."""
+    if not private:
+        return
+    for part in ("greedy", "logprobs", "mmd"):
+        block = section.get(part) or {}
+        examples = block.get("examples")
+        if examples:
+            block["examples"] = [ex for ex in examples if ex.get("prompt") not in private]
+            block["n_examples_withheld"] = len(examples) - len(block["examples"])
 
 
 def _open_endpoint(
@@ -510,18 +542,27 @@ def _sample_both_sides(
     samples_per_prompt: int,
     sampling_params: SamplingParams,
     chat: bool,
-    seed: int,
+    weights_seed: int,
 ) -> tuple[list[list[Generation]], list[list[Generation]]]:
     """The MMD test's samples: the endpoint's, then the weights' (skipped when the endpoint's
     failures already rule out a verdict)."""
-    sampled_endpoint = _sample(endpoint, prompt_list, samples_per_prompt, sampling_params, chat)
+    # Sampled requests ask for no logprobs: only the greedy ones need them, and a wrapper that
+    # served the real weights to every request asking for logprobs would pass the MMD test too.
+    wants = getattr(endpoint, "want_logprobs", None)
+    if wants is not None:
+        endpoint.want_logprobs = False
+    try:
+        sampled_endpoint = _sample(endpoint, prompt_list, samples_per_prompt, sampling_params, chat)
+    finally:
+        if wants is not None:
+            endpoint.want_logprobs = wants
     # The weights' seeds must differ from the endpoint's: same seeds on the same engine would
     # make the two samples identical copies, not independent draws.
     weights_params = SamplingParams(
         temperature=sampling_params.temperature,
         top_p=1.0,
         max_tokens=sampling_params.max_tokens,
-        seed=seed + WEIGHTS_SEED_OFFSET,
+        seed=weights_seed,
     )
     _, sampling_errors, _ = _count_errors(sampled_endpoint)
     if sampling_errors > MAX_ERROR_RATE * len(prompt_list) * samples_per_prompt:
@@ -673,9 +714,11 @@ def _sample_examples(prompts: Sequence[str], endpoint: list[list[str]], weights:
 def check_from_context(context: Any) -> tuple[str, dict[str, Any] | None, list[dict[str, Any]]]:
     """The pipeline's check (verification.checks): options come from `context.options`
     (endpoint_allow_loopback, endpoint_blocked_hostports, endpoint_n_prompts,
-    endpoint_samples_per_prompt, endpoint_max_tokens, endpoint_api_key, seed). Loopback is
-    refused unless the option allows it; the caller's own services (database, broker: the
-    blocked host:ports it passes) are always refused."""
+    endpoint_samples_per_prompt, endpoint_max_tokens, endpoint_api_key, endpoint_private_dir: the
+    private store holding the maintainers' probe prompts, endpoint_probe_seed: a recorded seed to
+    reproduce a check, else a fresh secret one). Loopback is refused unless the option allows it;
+    the caller's own services (database, broker: the blocked host:ports it passes) are always
+    refused."""
     url = context.endpoint_url or context.claims.endpoint
     if not url:
         return "endpoint", None, []
@@ -684,6 +727,11 @@ def check_from_context(context: Any) -> tuple[str, dict[str, Any] | None, list[d
     if context.model.path is None:
         return "endpoint", {**_base_section(url, model_name), "status": "error",
                             "reason": "the submitted weights are not available locally"}, []
+    try:
+        private_prompts = probes_mod.load_private_prompts(options.get("endpoint_private_dir"))
+    except (probes_mod.ProbePoolError, OSError, ValueError) as exc:
+        return "endpoint", {**_base_section(url, model_name), "status": "error",
+                            "reason": f"the private probe prompts cannot be read: {type(exc).__name__}: {exc}"[:300]}, []
     backend = context.backend
     owned = False
     if backend is None:
@@ -691,13 +739,16 @@ def check_from_context(context: Any) -> tuple[str, dict[str, Any] | None, list[d
 
         backend = make_backend(context.backend_name, str(context.model.path))
         owned = True
+    seed = options.get("endpoint_probe_seed")
     try:
         section, flags = check_endpoint(
             url,
             context.model.path,
             endpoint_model=model_name,
             weights_backend=backend,
-            seed=int(options.get("seed", 0)),
+            seed=None if seed is None else int(seed),
+            datasets_dir=context.datasets_dir,
+            private_prompts=private_prompts,
             n_prompts=int(options.get("endpoint_n_prompts", 20)),
             samples_per_prompt=int(options.get("endpoint_samples_per_prompt", 10)),
             max_tokens=int(options.get("endpoint_max_tokens", 32)),

@@ -32,6 +32,7 @@ class VLLMServer:
         model_dir: str | Path,
         *,
         served_name: str | None = None,
+        extra_names: tuple[str, ...] = (),
         port: int | None = None,
         dtype: str = "float32",
         max_model_len: int = 1024,
@@ -41,6 +42,9 @@ class VLLMServer:
     ):
         self.model_dir = str(model_dir)
         self.served_name = served_name or Path(self.model_dir).name
+        # More names for the same weights (vLLM answers to each; /v1/models lists the first
+        # first): e.g. a base served under a fine-tune's name.
+        self.extra_names = tuple(extra_names)
         self.port = port or free_port()
         self.dtype = dtype
         self.max_model_len = max_model_len
@@ -58,7 +62,7 @@ class VLLMServer:
         return [
             sys.executable, "-m", "vllm.entrypoints.openai.api_server",
             "--model", self.model_dir,
-            "--served-model-name", self.served_name,
+            "--served-model-name", self.served_name, *self.extra_names,
             "--host", "127.0.0.1",
             "--port", str(self.port),
             "--dtype", self.dtype,

@@ -35,6 +35,7 @@ import re
 import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from verification.provenance.weights import WeightIndex, is_vocab_tensor
 
@@ -120,6 +121,11 @@ def _block_sums(a, b, step: int = 1 << 20) -> tuple[float, float, float, float]:
 class TensorComparison:
     relative_distance: float
     cosine: float
+    base_norm: float = 0.0  # ‖W_b‖_F, so that absolute distances can be recovered (sibling positions)
+
+    @property
+    def distance(self) -> float:
+        return self.relative_distance * self.base_norm
 
 
 def compare_tensor(sub: WeightIndex, base: WeightIndex, name: str, rows: int) -> TensorComparison:
@@ -140,7 +146,7 @@ def compare_tensor(sub: WeightIndex, base: WeightIndex, name: str, rows: int) ->
         cosine = 1.0 if diff_sq == 0.0 else 0.0
     else:
         cosine = dot / (base_norm * sub_norm)
-    return TensorComparison(relative, cosine)
+    return TensorComparison(relative, cosine, base_norm)
 
 
 def is_decision_tensor(index: WeightIndex, name: str) -> bool:
@@ -262,13 +268,17 @@ def per_layer_rows(candidates: list[CandidateDistances], decision_names: list[st
 class BaseDecision:
     """Outcome of the nearest-base analysis; `as_dict` is what the report stores."""
 
-    claimed: str
+    claimed: str | None
     nearest: str | None
-    verdict: str  # matches_claimed | other_base_nearer | not_derived | inconclusive
+    # with a claimed base: matches_claimed | other_base_nearer | not_derived | inconclusive;
+    # without one: undeclared_base | no_known_base | no_candidates | inconclusive; registered_base when
+    # the model is a registered known base itself whose weights derive from another known base
+    verdict: str
     summary: str
     candidates: list[dict]
     per_layer: list[dict]
     challenger: dict | None = None
+    siblings: list[dict] = field(default_factory=list)  # lineage.SiblingComparison.as_dict()
 
     def as_dict(self) -> dict:
         return {
@@ -279,6 +289,7 @@ class BaseDecision:
             "candidates": self.candidates,
             "per_layer": self.per_layer,
             "challenger": self.challenger,
+            "siblings": self.siblings,
             "thresholds": {
                 "derived_min_median_cosine": DERIVED_COSINE,
                 "consistency_fraction": CONSISTENCY_FRACTION,
@@ -288,12 +299,14 @@ class BaseDecision:
 
 
 def _candidate_rows(
-    everyone: list[CandidateDistances], claimed: CandidateDistances, decision_names: list[str]
+    everyone: list[CandidateDistances], claimed: CandidateDistances | None, decision_names: list[str]
 ) -> list[dict]:
     """One summary row per base compared (the claimed one first), as the section lists them."""
     rows = []
     for candidate in everyone:
-        wins, total = _wins(candidate, claimed, decision_names) if candidate is not claimed else (0, 0)
+        wins, total = (
+            _wins(candidate, claimed, decision_names) if claimed is not None and candidate is not claimed else (0, 0)
+        )
         rows.append(
             {
                 "name": candidate.name,
@@ -303,13 +316,62 @@ def _candidate_rows(
                 "median_cosine": _rounded(candidate.median_cosine(decision_names)),
                 "derived": candidate.derived(decision_names) if candidate.skipped is None else False,
                 "matrices_compared": len([n for n in decision_names if n in candidate.per_tensor]),
-                "nearer_than_claimed_in": wins if candidate is not claimed else None,
+                "nearer_than_claimed_in": wins if claimed is not None and candidate is not claimed else None,
             }
         )
     return rows
 
 
-def decide_base(sub: WeightIndex, claimed: CandidateDistances, others: list[CandidateDistances]) -> BaseDecision:
+def _sibling_summary(sibling: Any, claimed_name: str) -> str:
+    return (
+        f"The weights come from {sibling.challenger}, not from the claimed base {claimed_name}, a related "
+        f"base (median relative distance between the two {sibling.gap:.4g}): along the line from "
+        f"{sibling.challenger} to {claimed_name} they sit at {sibling.median_position():.3f} of the way "
+        f"(0 = {sibling.challenger}, 1 = {claimed_name}), nearer {sibling.challenger} in "
+        f"{sibling.nearer_challenger()} of {len(sibling.positions)} weight matrices."
+    )
+
+
+def _clearly_nearer_challenger(
+    claimed: CandidateDistances,
+    derived_others: list[CandidateDistances],
+    decision_names: list[str],
+    siblings: dict[str, Any],
+) -> tuple[str, dict] | None:
+    """(summary, evidence) for the first derived candidate clearly nearer than the claimed base:
+    by the sibling rule (lineage.py) when both are related, else by the ratio rule."""
+    claimed_r = claimed.median_relative(decision_names)
+    for challenger in derived_others:
+        sibling = siblings.get(challenger.name)
+        if claimed.derived(decision_names) and sibling is not None and sibling.clearly_nearer(CONSISTENCY_FRACTION):
+            return _sibling_summary(sibling, claimed.name), sibling.as_dict() | {"name": challenger.name}
+        wins, total = _wins(challenger, claimed, decision_names)
+        ratio = _median_ratio(challenger, claimed, decision_names)
+        if total and wins / total >= CONSISTENCY_FRACTION and ratio is not None and ratio <= CLEARLY_NEARER_RATIO:
+            evidence = {
+                "name": challenger.name,
+                "nearer_in": wins,
+                "of": total,
+                "median_ratio": _rounded(ratio),
+                "median_relative_distance": _rounded(challenger.median_relative(decision_names)),
+            }
+            return (
+                f"The weights are nearer to {challenger.name} than to the claimed base {claimed.name} in "
+                f"{wins} of {total} weight matrices (median relative distance "
+                f"{challenger.median_relative(decision_names):.4g} vs {claimed_r:.4g}).",
+                evidence,
+            )
+    return None
+
+
+def decide_base(
+    sub: WeightIndex,
+    claimed: CandidateDistances,
+    others: list[CandidateDistances],
+    siblings: dict[str, Any] | None = None,
+) -> BaseDecision:
+    """Which base the weights come from. `siblings`: challenger name -> lineage.SiblingComparison
+    for derived challengers related to the claimed base (their own rule, lineage.py)."""
     names = sub.names()
     decision_names = [n for n in names if is_decision_tensor(sub, n)]
     everyone = [claimed, *others]
@@ -326,8 +388,10 @@ def decide_base(sub: WeightIndex, claimed: CandidateDistances, others: list[Cand
     nearest = derived_ranked[0].name if derived_ranked else None
     derived_others = [c for c in derived_ranked if c is not claimed]
 
+    sibling_rows = [sibling.as_dict() for sibling in (siblings or {}).values()]
+
     def build(verdict: str, summary: str, challenger: dict | None = None) -> BaseDecision:
-        return BaseDecision(claimed.name, nearest, verdict, summary, candidate_rows, layers, challenger)
+        return BaseDecision(claimed.name, nearest, verdict, summary, candidate_rows, layers, challenger, sibling_rows)
 
     if not decision_names:
         return build("inconclusive", "The model has no weight matrices to compare with a base.")
@@ -342,24 +406,9 @@ def decide_base(sub: WeightIndex, claimed: CandidateDistances, others: list[Cand
 
     claimed_cos = claimed.median_cosine(decision_names)
     claimed_r = claimed.median_relative(decision_names)
-    for challenger in derived_others:
-        wins, total = _wins(challenger, claimed, decision_names)
-        ratio = _median_ratio(challenger, claimed, decision_names)
-        if total and wins / total >= CONSISTENCY_FRACTION and ratio is not None and ratio <= CLEARLY_NEARER_RATIO:
-            evidence = {
-                "name": challenger.name,
-                "nearer_in": wins,
-                "of": total,
-                "median_ratio": _rounded(ratio),
-                "median_relative_distance": _rounded(challenger.median_relative(decision_names)),
-            }
-            return build(
-                "other_base_nearer",
-                f"The weights are nearer to {challenger.name} than to the claimed base {claimed.name} in "
-                f"{wins} of {total} weight matrices (median relative distance "
-                f"{challenger.median_relative(decision_names):.4g} vs {claimed_r:.4g}).",
-                evidence,
-            )
+    clearer = _clearly_nearer_challenger(claimed, derived_others, decision_names, siblings or {})
+    if clearer is not None:
+        return build("other_base_nearer", *clearer)
     if not claimed.derived(decision_names):
         elsewhere = (
             f" They are derived from {derived_others[0].name} (median cosine "
@@ -374,8 +423,64 @@ def decide_base(sub: WeightIndex, claimed: CandidateDistances, others: list[Cand
             f"matrices, the values of independently trained models (a fine-tune has cosine near 1)." + elsewhere,
             {"name": derived_others[0].name} if derived_others else None,
         )
+    undecided = (
+        f" {nearest} is nearer by median distance, but not clearly: the weights sit between the two related "
+        f"bases (see the sibling positions)."
+        if nearest is not None and nearest != claimed.name
+        else ""
+    )
     return build(
         "matches_claimed",
         f"The weights are derived from the claimed base {claimed.name} (median relative distance "
-        f"{claimed_r:.4g}, median cosine {claimed_cos:.4f}); no known candidate is clearly nearer.",
+        f"{claimed_r:.4g}, median cosine {claimed_cos:.4f}); no known candidate is clearly nearer." + undecided,
+    )
+
+
+def decide_unclaimed(sub: WeightIndex, others: list[CandidateDistances]) -> BaseDecision:
+    """Which known base, if any, the weights of a model that claims no base come from.
+
+    The same "derived" test as with a claimed base (median cosine over the weight matrices); the
+    nearest derived candidate (smallest median relative distance) is named. Without any comparable
+    candidate the lineage rests on what the model alone shows, and the verdict says so."""
+    names = sub.names()
+    decision_names = [n for n in names if is_decision_tensor(sub, n)]
+    compared = [c for c in others if c.skipped is None]
+    rows = _candidate_rows(others, None, decision_names)
+    layers = per_layer_rows(others, decision_names, names)
+    derived = sorted(
+        (c for c in compared if c.derived(decision_names) and c.median_relative(decision_names) is not None),
+        key=lambda c: c.median_relative(decision_names),
+    )
+    nearest = derived[0] if derived else None
+
+    def build(verdict: str, summary: str, challenger: dict | None = None) -> BaseDecision:
+        return BaseDecision(None, nearest.name if nearest else None, verdict, summary, rows, layers, challenger)
+
+    if not decision_names:
+        return build("inconclusive", "The model has no weight matrices to compare with a base.")
+    if not compared:
+        why = f" ({len(others)} listed, none of the same weight shapes)" if others else ""
+        return build(
+            "no_candidates",
+            f"No base is claimed and no known base of the same weight shapes could be compared{why}: "
+            "the lineage rests on the model alone (its tokens and configuration).",
+        )
+    if nearest is None:
+        best = max(compared, key=lambda c: c.median_cosine(decision_names) or -1.0)
+        return build(
+            "no_known_base",
+            f"No base is claimed, and the weights are not derived from any of the {len(compared)} known bases "
+            f"of the same shapes (highest median cosine {best.median_cosine(decision_names):.3f}, with "
+            f"{best.name}; a fine-tune has cosine near 1).",
+        )
+    r, cosine = nearest.median_relative(decision_names), nearest.median_cosine(decision_names)
+    related = [c.name for c in derived[1:]]
+    also = f" Also derived from the related known base(s) {', '.join(related)}, farther." if related else ""
+    return build(
+        "undeclared_base",
+        f"No base is claimed, but the weights are derived from the known base {nearest.name} (median "
+        f"relative distance {r:.4g}, median cosine {cosine:.4f} over {len(decision_names)} weight matrices)."
+        + also,
+        {"name": nearest.name, "median_relative_distance": _rounded(r), "median_cosine": _rounded(cosine),
+         "also_derived_from": related},
     )

@@ -1,5 +1,6 @@
 """Acceptance: a tiny model that memorised a slice of GSM8K test is flagged by at least two
-methods; the same base fine-tuned on as much GSM8K *train* text is not flagged."""
+methods; the same base fine-tuned on GSM8K *train* text only is not flagged (the whole zoo:
+test_zoo.py)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def test_memorizer_is_flagged_by_at_least_two_methods(contamination_results, dat
     skywork = section["methods"]["skywork"]
     assert skywork["model"]["L_test"] < skywork["base"]["L_test"]  # the test text got cheaper
     minkpp = section["methods"]["min_k_pp"]
-    # The memorised items rank above unseen same-style items once the base's own score is taken out.
+    # The memorised items rank above GSM8K train items once the base's own score is taken out.
     assert minkpp["delta"]["auc"] > 0.8 and minkpp["delta"]["auc"] > minkpp["base"]["auc"]
     assert "contamination methods agree" in flag["summary"]
 

@@ -80,7 +80,8 @@ def test_identical_deterministic_outputs_are_not_rejected_and_p_is_never_zero():
 def test_every_sample_gets_its_own_seed_and_the_sides_never_share_one():
     """vLLM gives equal seeds equal samples: a shared seed would make k copies of one draw."""
     from verification.backends.base import Backend
-    from verification.endpoint.check import WEIGHTS_SEED_OFFSET, _sample
+    from verification.endpoint.check import _sample
+    from verification.endpoint.probes import derived_seed
     from verification.records import Generation, SamplingParams
 
     class Recorder(Backend):
@@ -96,7 +97,7 @@ def test_every_sample_gets_its_own_seed_and_the_sides_never_share_one():
 
     endpoint, weights = Recorder(), Recorder()
     out = _sample(endpoint, ["a", "b", "c"], 4, SamplingParams(temperature=0.3, seed=0), chat=True)
-    _sample(weights, ["a", "b", "c"], 4, SamplingParams(temperature=0.3, seed=WEIGHTS_SEED_OFFSET), chat=True)
+    _sample(weights, ["a", "b", "c"], 4, SamplingParams(temperature=0.3, seed=derived_seed(0, "weights samples")), chat=True)
     endpoint_seeds = [r.params.seed for r in endpoint.requests]
     weights_seeds = [r.params.seed for r in weights.requests]
     assert len(set(endpoint_seeds)) == 12 and len(set(weights_seeds)) == 12

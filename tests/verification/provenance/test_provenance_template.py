@@ -40,3 +40,17 @@ def test_include_shows_skipped_and_failed_sections():
     assert "No provenance check" in render({})
     evidence_only = render({"claimed_base": "org/base", "nearest": "org/other"})
     assert "org/other" in evidence_only and "<dl" in evidence_only
+
+
+def test_include_renders_a_section_without_a_claimed_base(provenance_variants, tiny_base):
+    section, _ = check_provenance(
+        provenance_variants["full-ft"], None, candidates={"verity-test/tiny-base": tiny_base.path},
+        claimed_training="full",
+    )
+    html = render(section).replace("&#x27;", "'")
+    assert "none declared" in html and "None</strong>" not in html
+    assert "No base is claimed, but the weights are derived from the known base verity-test/tiny-base" in html
+    assert "differences from verity-test/tiny-base" in html
+    alone, _ = check_provenance(provenance_variants["full-ft"], None)
+    html = render(alone)
+    assert "Not compared: no base is claimed" in html and "no known base of the same weight shapes" in html
