@@ -2,12 +2,13 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from leaderboard import feeds, oauth, triage, views, views_badge, views_compare, watch_views
+from leaderboard import feeds, methods_page, oauth, triage, views, views_badge, views_compare, watch_views
 from leaderboard.api import api
 
 urlpatterns = [
     path("", views.leaderboard, name="leaderboard"),
     path("healthz", views.healthz, name="healthz"),
+    path("methods/", methods_page.methods_page, name="methods"),
     path("admin/", admin.site.urls),
     # maintainers' triage of flags; the author's reply is outside /triage/ (authors use it)
     path("triage/", include("leaderboard.triage_urls")),

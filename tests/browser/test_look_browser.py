@@ -116,6 +116,7 @@ def main_pages(site: LookSite) -> dict[str, str]:
         "submit": "/submit/",
         "run": f"/submissions/{site.flagged.pk}/",
         "plots": "/plots/",
+        "methods": "/methods/",
     }
     try:
         pages["compare"] = reverse("compare") + f"?models={FLAGGED},{VERIFIED}"
