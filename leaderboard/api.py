@@ -154,35 +154,31 @@ class FlagOut(Schema):
     created_at: datetime
 
 
-class SupersededOut(Schema):
+class MeasurementOut(Schema):
+    """What one measurement of a benchmark says, standing or superseded."""
+
+    benchmark_version: str
+    measured: float
+    ci_low: float
+    ci_high: float
+    n: int
+    n_errors: int
+    n_unparsed: int
+    z: float | None
+    verdict: str
+
+
+class SupersededOut(MeasurementOut):
     """A result a re-scoring replaced (kept for the record; it no longer stands)."""
 
-    benchmark_version: str
     superseded_by: str  # the version of the re-scored result that replaced it
-    measured: float
-    ci_low: float
-    ci_high: float
-    n: int
-    n_errors: int
-    n_unparsed: int
-    z: float | None
-    verdict: str
 
 
-class ResultOut(Schema):
+class ResultOut(MeasurementOut):
     benchmark: str
-    benchmark_version: str
     setup: dict[str, Any]
     private: bool
-    measured: float
-    ci_low: float
-    ci_high: float
-    n: int
-    n_errors: int
-    n_unparsed: int
     claimed: float | None
-    z: float | None
-    verdict: str
     superseded: list[SupersededOut]  # earlier results of this benchmark and setup, newest first
 
 

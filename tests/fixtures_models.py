@@ -11,7 +11,8 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -47,6 +48,18 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def build_once(root: Path, build: Callable[[Path], None]) -> Path:
+    """`build(root)` run once for every test process and session that asks: under a file lock, a
+    half-built folder (no DONE marker) is removed and built again, a finished one is reused."""
+    with _locked(root.parent / f"{root.name}.lock"):
+        if not (root / "DONE").exists():
+            if root.exists():
+                shutil.rmtree(root)
+            build(root)
+            (root / "DONE").write_text("ok")
+    return root
 
 
 def _build_once(build_root: Path) -> dict[str, Path]:

@@ -21,14 +21,12 @@ performance/zoo_provenance_rates.py calls, with other seeds.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import json
-import shutil
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures_models import build_once
 from verification import tinymodels as tm
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -134,15 +132,7 @@ def zoo_key(base_sha: str, seed: int) -> str:
 def cached_zoo(base_a: Path, base_sha: str, texts_for_build, seed: int = 0) -> dict[str, Path]:
     """The zoo for `seed`, built once under var/test-models/ (a file lock serialises builders)."""
     root = REPO_ROOT / "var" / "test-models" / f"provenance-zoo-{zoo_key(base_sha, seed)}"
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / f"{root.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (root / "DONE").exists():
-            if root.exists():
-                shutil.rmtree(root)
-            build_zoo(base_a, texts_for_build(), root, seed)
-            (root / "DONE").write_text(json.dumps({"seed": seed}))
-        fcntl.flock(lock, fcntl.LOCK_UN)
+    build_once(root, lambda out: build_zoo(base_a, texts_for_build(), out, seed))
     return {name: root / name for name in NAMES}
 
 
