@@ -291,7 +291,8 @@ class SampleResult(models.Model):
     interrupted by a crash resumes at the first item not stored; (run, benchmark, setup_key,
     index) is unique so an item is scored exactly once."""
 
-    run = models.ForeignKey(EvaluationRun, on_delete=models.CASCADE, related_name="samples")
+    # No index of its own: the unique constraint's index leads with run.
+    run = models.ForeignKey(EvaluationRun, on_delete=models.CASCADE, related_name="samples", db_index=False)
     benchmark = models.CharField(max_length=64)
     setup_key = models.CharField(max_length=255, default="{}")
     index = models.PositiveIntegerField()
@@ -309,8 +310,11 @@ class SampleResult(models.Model):
     class Meta:
         ordering = ["index"]
         constraints = [
+            # Carrying item_id and score lets compare's paired sums read the index alone (an
+            # index-only scan) instead of one heap page per item; SQLite ignores the extra columns.
             models.UniqueConstraint(
-                fields=["run", "benchmark", "setup_key", "index"], name="sample_scored_once"
+                fields=["run", "benchmark", "setup_key", "index"], include=["item_id", "score"],
+                name="sample_scored_once",
             ),
             models.CheckConstraint(condition=Q(score__gte=0) & Q(score__lte=1), name="sample_score_range"),
             # An errored sample is never correct (the Reflection bug: errors counted as right).
@@ -465,6 +469,23 @@ def entry_sort_value(key: str, missing: float = MISSING_SORT_VALUE) -> Coalesce:
     return Coalesce(column, models.Value(missing))
 
 
+# The board's search (?q=, a case-insensitive substring of the repo id: UPPER(repo_id) LIKE
+# UPPER('%q%')) is answered by a trigram index on PostgreSQL instead of a scan of every row. It is
+# created by a migration (leaderboard 0012) because Django's model indexes cannot name an
+# operator class portably; SQLite's LIKE scans a development board's few rows.
+REPO_SEARCH_INDEX = "entry_repo_search_idx"
+
+
+def repo_search_index_sql(vendor: str, install: bool = True) -> list[str]:
+    if vendor != "postgresql":
+        return []
+    if not install:
+        return [f"DROP INDEX IF EXISTS {REPO_SEARCH_INDEX}"]
+    return ["CREATE EXTENSION IF NOT EXISTS pg_trgm",
+            f"CREATE INDEX IF NOT EXISTS {REPO_SEARCH_INDEX} ON leaderboard_leaderboardentry "
+            "USING gin (UPPER(repo_id::text) gin_trgm_ops)"]
+
+
 class LeaderboardEntry(models.Model):
     """Precomputed leaderboard row, one per submission that has measurements; rebuilt by
     services when results or flags change, so the leaderboard page never aggregates per request."""
@@ -499,15 +520,26 @@ class LeaderboardEntry(models.Model):
     class Meta:
         ordering = ["-average"]
         indexes = [
-            # The leaderboard's default order (average, nulls last) with a stable tie-break; the
-            # badge variant serves "hide flagged".
-            models.Index(entry_sort_value("average").desc(), "id", name="entry_rank_idx"),
+            # The board reads its complete rows, then its partial ones, each group in the asked
+            # order with a stable tie-break: so each index leads with `complete` and carries the
+            # sort expression exactly as selectors._ordering writes it (missing values last).
+            # Default order (average) and Δ claimed, both ways, also carry the column itself, so
+            # that a page deep in the board is found from the index alone (PostgreSQL reads an
+            # expression's value from an index only when its columns are there too): 1.5 ms
+            # instead of 8 for page 150 of 10,000 models. The badge variant serves "hide flagged".
+            models.Index("complete", entry_sort_value("average").desc(), "id", include=["average"],
+                         name="entry_rank_idx"),
+            models.Index("complete", entry_sort_value("average", missing=-MISSING_SORT_VALUE), "id",
+                         include=["average"], name="entry_rank_asc_idx"),
             models.Index("badge", entry_sort_value("average").desc(), "id", name="entry_badge_rank_idx"),
-            models.Index(entry_sort_value("max_delta").desc(), "id", name="entry_delta_idx"),
+            models.Index("complete", entry_sort_value("max_delta").desc(), "id", include=["max_delta"],
+                         name="entry_delta_idx"),
+            models.Index("complete", entry_sort_value("max_delta", missing=-MISSING_SORT_VALUE), "id",
+                         include=["max_delta"], name="entry_delta_asc_idx"),
             # Sorting by one benchmark's column reads the score out of the JSON; these expression
             # indexes (standard set, descending = the header's first click) avoid a full sort.
             *(
-                models.Index(entry_sort_value(slug).desc(), "id", name=f"entry_score_{slug}_idx"[:30])
+                models.Index("complete", entry_sort_value(slug).desc(), "id", name=f"entry_score_{slug}_idx"[:30])
                 for slug in ("gsm8k", "mmlu", "arc_challenge", "truthfulqa_mc1", "math500", "humaneval", "ifeval")
             ),
         ]

@@ -150,7 +150,7 @@ def board_counts(params: dict[str, Any], entries: QuerySet) -> BoardCounts:
     filters = "&".join(f"{name}={params.get(name) or ''}" for name in FILTER_PARAMS)
 
     def count() -> tuple[int, int]:
-        found = entries.order_by().aggregate(total=Count("id"), complete=Count("id", filter=Q(complete=True)))
+        found = entries.order_by().aggregate(total=Count("*"), complete=Count("complete", filter=Q(complete=True)))
         return found["total"], found["complete"]
 
     total, complete = cache.get_or_set(board_cache_key("counts", filters), count, BOARD_CACHE_SECONDS)
@@ -396,7 +396,8 @@ def model_submission(repo_id: str, submission_id: str | None = None) -> ModelSub
     about) the latest community verification (404 when there is none)."""
     if not is_repo_id(repo_id):  # also keeps characters the database refuses (NUL) out of the query
         raise Http404(f"No submission of {repo_id[:200]!r}.")
-    submissions = ModelSubmission.objects.filter(repo_id=repo_id).select_related("submitter", "entry")
+    # The submitter is read only for a community verification's label (then by its own query).
+    submissions = ModelSubmission.objects.filter(repo_id=repo_id).select_related("entry")
     if submission_id:
         if not submission_id.isdigit() or len(submission_id) > 18:
             raise Http404("No such submission.")
@@ -407,6 +408,17 @@ def model_submission(repo_id: str, submission_id: str | None = None) -> ModelSub
     if chosen is None:
         raise Http404(f"No submission of {repo_id}.")
     return chosen
+
+
+def published_submissions(repo_ids: list[str]) -> dict[str, ModelSubmission]:
+    """model_submission's first choice for several repos in one query: each repo's latest
+    submission with a leaderboard row (repos without one are left out)."""
+    found: dict[str, ModelSubmission] = {}
+    published = (ModelSubmission.objects.filter(repo_id__in=[r for r in repo_ids if is_repo_id(r)], entry__isnull=False)
+                 .select_related("entry").order_by("repo_id", "-created_at"))
+    for submission in published:
+        found.setdefault(submission.repo_id, submission)
+    return found
 
 
 def entry_of(submission: ModelSubmission) -> LeaderboardEntry | None:

@@ -33,6 +33,7 @@ urlpatterns = [
     # models
     path("models/<str:org>/<str:name>/", views.model_page, name="model"),
     path("models/<str:org>/<str:name>/samples", views.model_samples, name="model_samples"),
+    path("models/<str:org>/<str:name>/history", views.model_history, name="model_history"),
     # following: flag feeds (Atom), watching a model
     path("feeds/flags.atom", feeds.FlagFeed(), name="flags_feed"),
     path("models/<str:org>/<str:name>/flags.atom", feeds.ModelFlagFeed(), name="model_flags_feed"),

@@ -20,6 +20,15 @@ def site_url(request: HttpRequest, path: str) -> str:
     return settings.SITE_URL + path if settings.SITE_URL else request.build_absolute_uri(path)
 
 
+def badge_urls(request: HttpRequest, repo_id: str) -> dict[str, str]:
+    """The badge's and the model page's absolute URLs, for the snippet a model card embeds."""
+    org, _, name = repo_id.partition("/")
+    return {
+        "badge": site_url(request, reverse("badge", kwargs={"org": org, "name": name})),
+        "page": site_url(request, reverse("model", kwargs={"org": org, "name": name})),
+    }
+
+
 def model_badge(org: str, name: str, request: HttpRequest) -> tuple[badges.Badge, int]:
     try:
         submission = selectors.model_submission(f"{org}/{name}")

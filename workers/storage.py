@@ -8,14 +8,14 @@ records and back.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from leaderboard.models import BenchmarkResult, EvaluationRun, ModelSubmission, SampleResult
+from leaderboard.models import BenchmarkResult, Claim, EvaluationRun, ModelSubmission, SampleResult
 from verification import private_sets
 from verification.claims import ClaimsDoc, ClaimSpec
 from verification.compare import Measurement
@@ -31,11 +31,12 @@ RunStatus = EvaluationRun.Status
 # --- submissions and runs -------------------------------------------------------------------------
 
 
-def claims_doc(submission: ModelSubmission) -> ClaimsDoc:
+def claims_doc(submission: ModelSubmission, claims: Iterable[Claim] | None = None) -> ClaimsDoc:
+    """The submission's claims file; `claims`: its claims when the caller has read them already."""
     return ClaimsDoc(
         claims=tuple(
             ClaimSpec(c.benchmark, c.score, c.shots, c.cot, c.chat_template, c.source_url)
-            for c in submission.claims.order_by("id")
+            for c in (submission.claims.order_by("id") if claims is None else claims)
         ),
         base_model=submission.claimed_base or None,
         training=submission.training,

@@ -6,8 +6,8 @@ Two results are paired only when they are the same test: same benchmark, same ve
 setup, same dataset content and the same item ids, both complete and both valid measurements.
 Anything else reads "not comparable" with the reason, never a number.
 
-Queries are bounded: a fixed handful per model, and per benchmark and pair one aggregate query
-that joins the two runs' per-item rows on item id and returns only counts and sums.
+Queries are bounded: a fixed handful per model, and per pair of models one aggregate query over
+their per-item rows that returns only counts and sums per benchmark.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from django.db import connection
 from django.http import Http404
 
 from leaderboard import selectors
-from leaderboard.models import BenchmarkResult, EvaluationRun, Flag, LeaderboardEntry, ModelSubmission, SampleResult
-from leaderboard.services.leaderboard import badge_for, headline_results, latest_finished_run
+from leaderboard.models import BenchmarkResult, Claim, Flag, LeaderboardEntry, ModelSubmission, SampleResult
+from leaderboard.services.leaderboard import badge_for, latest_headline_results
 from leaderboard.services.triage import PUBLIC_LABELS
 from verification import paired
 from verification.claims import is_repo_id
@@ -66,7 +66,6 @@ class ModelColumn:
     repo_id: str
     submission: ModelSubmission
     entry: LeaderboardEntry | None
-    run: EvaluationRun | None
     status: str
     results: dict[str, BenchmarkResult]
     claims: dict[str, float]
@@ -104,30 +103,49 @@ class Comparison:
     rows: list[BenchmarkRow]
 
 
-def _public_flags(submission: ModelSubmission) -> list[dict[str, Any]]:
-    """One line per flag the public sees (triage's rule: dismissed info flags are not shown)."""
-    flags = submission.flags.exclude(status=Flag.Status.DISMISSED, severity=Flag.Severity.INFO)
-    rows = flags.order_by("created_at", "id").values("id", "kind", "severity", "benchmark", "summary", "status")
-    return [{**row, "label": PUBLIC_LABELS.get(row["status"], row["status"])} for row in rows]
+def _public_flags(submission_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """Per submission, one line per flag the public sees (triage's rule: dismissed info flags
+    are not shown); the badge is decided from the same rows."""
+    flags = (Flag.objects.filter(submission_id__in=submission_ids)
+             .exclude(status=Flag.Status.DISMISSED, severity=Flag.Severity.INFO).order_by("created_at", "id")
+             .values("submission_id", "id", "kind", "severity", "benchmark", "summary", "status"))
+    found: dict[int, list[dict[str, Any]]] = {pk: [] for pk in submission_ids}
+    for row in flags:
+        found[row.pop("submission_id")].append({**row, "label": PUBLIC_LABELS.get(row["status"], row["status"])})
+    return found
 
 
-def model_column(repo_id: str) -> ModelColumn:
-    try:
-        submission = selectors.model_submission(repo_id)
-    except Http404:
-        raise CompareError(f"No model {repo_id!r} on Verity.", status=404) from None
-    run = latest_finished_run(submission)
-    return ModelColumn(
-        repo_id=repo_id,
-        submission=submission,
-        entry=selectors.entry_of(submission),
-        run=run,
-        status=badge_for(submission),
-        results=headline_results(run) if run else {},
-        claims={c.benchmark: c.score for c in submission.claims.all()},
-        base=selectors.base_measurements(submission),
-        flags=_public_flags(submission),
-    )
+def model_columns(repo_ids: list[str]) -> list[ModelColumn]:
+    """The models' columns, read together: a fixed handful of queries for up to
+    MAX_COMPARE_MODELS models (plus the base's run for a report without a base section)."""
+    submissions = selectors.published_submissions(repo_ids)
+    for repo_id in repo_ids:
+        if repo_id not in submissions:  # no published revision: the page's other choices, one by one
+            try:
+                submissions[repo_id] = selectors.model_submission(repo_id)
+            except Http404:
+                raise CompareError(f"No model {repo_id!r} on Verity.", status=404) from None
+    ids = [submissions[repo_id].pk for repo_id in repo_ids]
+    results = latest_headline_results(ids)
+    flags = _public_flags(ids)
+    claims: dict[int, dict[str, float]] = {pk: {} for pk in ids}
+    for submission_id, benchmark, score in Claim.objects.filter(submission_id__in=ids).order_by("id").values_list(
+            "submission_id", "benchmark", "score"):
+        claims[submission_id][benchmark] = score
+    columns = []
+    for repo_id in repo_ids:
+        submission = submissions[repo_id]
+        columns.append(ModelColumn(
+            repo_id=repo_id,
+            submission=submission,
+            entry=selectors.entry_of(submission),
+            status=badge_for(submission, flags[submission.pk]),
+            results=results[submission.pk],
+            claims=claims[submission.pk],
+            base=selectors.base_measurements(submission),
+            flags=flags[submission.pk],
+        ))
+    return columns
 
 
 def comparable_reason(a: BenchmarkResult, b: BenchmarkResult) -> str:
@@ -145,12 +163,18 @@ def comparable_reason(a: BenchmarkResult, b: BenchmarkResult) -> str:
     return ""
 
 
-# One aggregate over the two runs' per-item rows, grouped by item id: only sums leave the
-# database. One scan and a group-by, so the cost does not depend on the planner's statistics (a
-# join on item id became a nested loop on fresh tables: seconds per benchmark). Scores are 0..1
-# (a DB constraint); errored and unparsed items are stored with 0.
+# One aggregate over the two models' per-item rows, grouped by benchmark and item id: only sums
+# per benchmark leave the database, one query per pair of models whatever the number of
+# benchmarks. `wanted` names each side's (run, benchmark, setup) so each side's rows are read by
+# the per-sample unique index; the group-by avoids joining the two sides on item id (that join
+# became a nested loop on fresh tables: seconds per benchmark). The grouping compares bytes
+# (COLLATE "C"): equality is all it needs, and a locale-aware sort was half the query's time.
+# Scores are 0..1 (a DB constraint); errored and unparsed items are stored with 0.
 PAIRED_SQL = f"""
-SELECT COALESCE(SUM(na), 0), COUNT(*) FILTER (WHERE na > 0),
+WITH wanted(side, run_id, benchmark, setup_key) AS (
+    SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[]))
+SELECT benchmark,
+       COALESCE(SUM(na), 0), COUNT(*) FILTER (WHERE na > 0),
        COALESCE(SUM(nb), 0), COUNT(*) FILTER (WHERE nb > 0),
        COUNT(*) FILTER (WHERE item_id = ''),
        COUNT(*) FILTER (WHERE na > 0 AND nb > 0),
@@ -161,26 +185,39 @@ SELECT COALESCE(SUM(na), 0), COUNT(*) FILTER (WHERE na > 0),
        COALESCE(SUM(sa - sb), 0),
        COALESCE(SUM((sa - sb) * (sa - sb)), 0)
 FROM (
-    SELECT item_id,
-           COUNT(*) FILTER (WHERE run_id = %s) AS na, COUNT(*) FILTER (WHERE run_id = %s) AS nb,
-           MAX(score) FILTER (WHERE run_id = %s) AS sa, MAX(score) FILTER (WHERE run_id = %s) AS sb
-    FROM {SampleResult._meta.db_table}
-    WHERE run_id IN (%s, %s) AND benchmark = %s AND setup_key = %s
-    GROUP BY item_id
+    SELECT s.benchmark COLLATE "C" AS benchmark, s.item_id COLLATE "C" AS item_id,
+           COUNT(*) FILTER (WHERE w.side = 'a') AS na, COUNT(*) FILTER (WHERE w.side = 'b') AS nb,
+           MAX(s.score) FILTER (WHERE w.side = 'a') AS sa, MAX(s.score) FILTER (WHERE w.side = 'b') AS sb
+    FROM {SampleResult._meta.db_table} AS s
+    JOIN wanted AS w ON s.run_id = w.run_id AND s.benchmark = w.benchmark AND s.setup_key = w.setup_key
+    GROUP BY 1, 2
 ) AS per_item
+GROUP BY benchmark
 """
 
 
-def paired_summary(a: BenchmarkResult, b: BenchmarkResult) -> paired.PairedSummary | str:
-    """The two runs' per-item records summed over the items they share (one query), or why they
-    cannot be paired: records missing, item ids not distinct, or not the same items."""
-    if a.run_id == b.run_id:
-        return "the same run"
+def paired_summaries(pairs: list[tuple[BenchmarkResult, BenchmarkResult]]) -> dict[str, paired.PairedSummary | str]:
+    """Per benchmark, the two results' per-item records summed over the items they share (one
+    query for all of `pairs`, one pair of results per benchmark), or why they cannot be paired:
+    records missing, item ids not distinct, or not the same items."""
+    found: dict[str, paired.PairedSummary | str] = {}
+    queried = [(a, b) for a, b in pairs if a.run_id != b.run_id]
+    found.update({a.benchmark: "the same run" for a, b in pairs if a.run_id == b.run_id})
+    if not queried:
+        return found
+    sides = [(side, result) for a, b in queried for side, result in (("a", a), ("b", b))]
+    params = [[side for side, _ in sides], [r.run_id for _, r in sides], [r.benchmark for _, r in sides],
+              [r.setup_key for _, r in sides]]
     with connection.cursor() as cursor:
-        cursor.execute(PAIRED_SQL, [a.run_id, b.run_id, a.run_id, b.run_id, a.run_id, b.run_id,
-                                    a.benchmark, a.setup_key])
-        (n_a, distinct_a, n_b, distinct_b, blank_ids, shared, both, a_only, b_only, partial,
-         sum_d, sum_d2) = cursor.fetchone()
+        cursor.execute(PAIRED_SQL, params)
+        sums = {row[0]: row[1:] for row in cursor.fetchall()}
+    for a, b in queried:
+        found[a.benchmark] = _summary(a, b, sums.get(a.benchmark, (0,) * 12))
+    return found
+
+
+def _summary(a: BenchmarkResult, b: BenchmarkResult, sums: tuple) -> paired.PairedSummary | str:
+    n_a, distinct_a, n_b, distinct_b, blank_ids, shared, both, a_only, b_only, partial, sum_d, sum_d2 = sums
     if n_a != a.n or n_b != b.n:
         return "per-item records incomplete"
     if distinct_a != n_a or distinct_b != n_b or blank_ids:
@@ -190,32 +227,36 @@ def paired_summary(a: BenchmarkResult, b: BenchmarkResult) -> paired.PairedSumma
     return paired.PairedSummary(shared, both, a_only, b_only, float(sum_d), float(sum_d2), binary=partial == 0)
 
 
-def paired_row(column_a: ModelColumn, column_b: ModelColumn, benchmark: str) -> PairedRow:
-    a, b = column_a.results.get(benchmark), column_b.results.get(benchmark)
+def paired_rows(column_a: ModelColumn, column_b: ModelColumn, benchmarks: list[str]) -> dict[str, PairedRow]:
+    """A − B per benchmark, or why not (one query for every benchmark that can be paired)."""
     names = (column_a.repo_id, column_b.repo_id)
-    if a is None or b is None:
-        return PairedRow(*names, None, "measured on one model only")
-    if a.private or b.private:
-        return PairedRow(*names, None, "held-out set: per-item records are not compared")
-    reason = comparable_reason(a, b)
-    if reason:
-        return PairedRow(*names, None, reason)
-    summary = paired_summary(a, b)
-    if isinstance(summary, str):
-        return PairedRow(*names, None, summary)
-    return PairedRow(*names, paired.difference_from_summary(summary))
+    rows: dict[str, PairedRow] = {}
+    candidates = []
+    for benchmark in benchmarks:
+        a, b = column_a.results.get(benchmark), column_b.results.get(benchmark)
+        if a is None or b is None:
+            rows[benchmark] = PairedRow(*names, None, "measured on one model only")
+        elif a.private or b.private:
+            rows[benchmark] = PairedRow(*names, None, "held-out set: per-item records are not compared")
+        elif reason := comparable_reason(a, b):
+            rows[benchmark] = PairedRow(*names, None, reason)
+        else:
+            candidates.append((a, b))
+    for benchmark, summary in paired_summaries(candidates).items():
+        rows[benchmark] = (PairedRow(*names, None, summary) if isinstance(summary, str)
+                           else PairedRow(*names, paired.difference_from_summary(summary)))
+    return rows
 
 
 def compare_models(repo_ids: list[str]) -> Comparison:
     """The comparison page's data; every model is paired with the first one named."""
-    columns = [model_column(repo_id) for repo_id in repo_ids]
+    columns = model_columns(repo_ids)
     benchmarks = sorted({slug for column in columns for slug in column.results})
+    pairs = [paired_rows(columns[0], other, benchmarks) for other in columns[1:]]
     rows = []
     for slug in benchmarks:
         cells = [
             Cell(column.results.get(slug), column.claims.get(slug), column.base.get(slug)) for column in columns
         ]
-        row = BenchmarkRow(slug, cells)
-        row.pairs = [paired_row(columns[0], other, slug) for other in columns[1:]]
-        rows.append(row)
+        rows.append(BenchmarkRow(slug, cells, [by_benchmark[slug] for by_benchmark in pairs]))
     return Comparison(columns, rows)

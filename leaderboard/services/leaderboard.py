@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery
 
 from leaderboard.models import (
     BenchmarkResult,
@@ -97,12 +97,29 @@ def base_family_for(claimed_base: str) -> str:
     return match.group(0).lower() if match else name.lower()
 
 
+def finished_runs(submission: ModelSubmission) -> QuerySet:
+    """The submission's finished runs of the model itself, newest first."""
+    return (submission.runs.filter(role=EvaluationRun.Role.SUBMISSION, status=EvaluationRun.Status.DONE)
+            .order_by("-finished_at", "-id"))
+
+
 def latest_finished_run(submission: ModelSubmission) -> EvaluationRun | None:
-    return (
-        submission.runs.filter(role=EvaluationRun.Role.SUBMISSION, status=EvaluationRun.Status.DONE)
-        .order_by("-finished_at", "-id")
-        .first()
-    )
+    return finished_runs(submission).first()
+
+
+def latest_headline_results(submission_ids: Iterable[int]) -> dict[int, dict[str, BenchmarkResult]]:
+    """headline_results of each submission's latest finished run, for several submissions in one
+    query (each one's latest run picked by a correlated subquery); {} for one with none."""
+    latest = (EvaluationRun.objects.filter(submission_id=OuterRef("run__submission_id"),
+                                           role=EvaluationRun.Role.SUBMISSION, status=EvaluationRun.Status.DONE)
+              .order_by("-finished_at", "-id").values("id")[:1])
+    ids = list(submission_ids)
+    results = (BenchmarkResult.objects.filter(run__submission_id__in=ids, run_id=Subquery(latest))
+               .annotate(submission_id=F("run__submission_id")))
+    by_submission: dict[int, list[BenchmarkResult]] = {pk: [] for pk in ids}
+    for result in results:
+        by_submission[result.submission_id].append(result)
+    return {pk: headline_of(found) for pk, found in by_submission.items()}
 
 
 def split_superseded(results: Iterable[BenchmarkResult]) -> tuple[list[BenchmarkResult], dict[int, BenchmarkResult]]:
@@ -121,10 +138,14 @@ def split_superseded(results: Iterable[BenchmarkResult]) -> tuple[list[Benchmark
 
 
 def headline_results(run: EvaluationRun) -> dict[str, BenchmarkResult]:
-    """One standing result per benchmark (split_superseded): the one measured under the claimed
-    setup (it carries the verdict) when there is one, else the first measured."""
+    return headline_of(run.results.all())
+
+
+def headline_of(results: Iterable[BenchmarkResult]) -> dict[str, BenchmarkResult]:
+    """One standing result per benchmark (split_superseded) of one run's results: the one measured
+    under the claimed setup (it carries the verdict) when there is one, else the first measured."""
     chosen: dict[str, BenchmarkResult] = {}
-    standing, _ = split_superseded(run.results.all())
+    standing, _ = split_superseded(results)
     for result in standing:
         current = chosen.get(result.benchmark)
         if current is None or (current.claimed is None and result.claimed is not None):
@@ -132,11 +153,16 @@ def headline_results(run: EvaluationRun) -> dict[str, BenchmarkResult]:
     return chosen
 
 
-def badge_for(submission: ModelSubmission) -> str:
+def badge_for(submission: ModelSubmission, flags: Iterable[dict[str, Any]] | None = None) -> str:
     """The row's badge: "flagged" while a warning or critical flag stands ("info" flags are shown
     but never mark a model), "incomplete" when a check that applies could not run, "verified" once
-    published with every check, else "pending"."""
-    if submission.flags.filter(severity__in=FLAGGING_SEVERITIES, status__in=BADGE_FLAG_STATES).exists():
+    published with every check, else "pending". `flags`: the submission's flags as dicts with
+    "severity" and "status", when the caller has already read them (else they are queried)."""
+    if flags is None:
+        flagged = submission.flags.filter(severity__in=FLAGGING_SEVERITIES, status__in=BADGE_FLAG_STATES).exists()
+    else:
+        flagged = any(f["severity"] in FLAGGING_SEVERITIES and f["status"] in BADGE_FLAG_STATES for f in flags)
+    if flagged:
         return "flagged"
     if submission.status == ModelSubmission.Status.INCOMPLETE:
         return "incomplete"

@@ -135,7 +135,9 @@ def test_a_community_verification_is_shown_apart_and_leaves_the_owners_row_untou
     assert detail["submission"]["id"] == owners.pk and detail["submission"]["kind"] == "author"
     page = Client().get("/models/bigorg/model/").content.decode()
     assert 'id="community-label"' not in page and "70.0" in page
-    rows = re.search(r'id="community-verifications".*?</table>', page, re.S).group(0)
+    assert 'id="history-body"' in page  # the History fold, read when it opens
+    history = Client().get("/models/bigorg/model/history", HTTP_HX_REQUEST="true").content.decode()
+    rows = re.search(r'id="community-verifications".*?</table>', history, re.S).group(0)
     assert f"#{community.pk}" in rows and "stranger" in rows
     shown = Client().get(f"/models/bigorg/model/?submission={community.pk}").content.decode()
     assert 'id="community-label"' in shown and "requested by\n  stranger" in shown

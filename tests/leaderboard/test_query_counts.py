@@ -6,6 +6,8 @@ shows, so a query per row would exceed it."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.conf import settings
 from django.core.cache import cache
@@ -25,8 +27,11 @@ BOARD_PAGE_QUERIES = 4
 # JSON leaderboard: the counts and a page's rows (1 or 2).
 API_BOARD_QUERIES = 3
 # Model page: the submission with its row, the latest run, claims, results, the base's
-# measurements, flags, history, runs (about 10 today): fixed, not per result, flag, run or item.
-MODEL_PAGE_QUERIES = 14
+# measurements, flags, re-scoring log (about 8 today): fixed, not per result, flag, run or item.
+# Its History fold (submissions, community verifications, runs) is read when it opens.
+MODEL_PAGE_QUERIES = 12
+# History fold: the submission shown, the repository's submissions, its runs.
+HISTORY_QUERIES = 3
 # Sample explorer: the submission, the latest run, the result, a page of items and its count.
 SAMPLE_PAGE_QUERIES = 5
 
@@ -104,6 +109,23 @@ def test_model_page_queries_are_bounded_and_do_not_grow_with_flags_runs_or_sampl
     assert len(flagged.captured_queries) == len(small.captured_queries)
     # the per-item rows are never on the page itself: the explorer loads one page of them
     assert response.content.count(b'class="sample-row"') == 0
+
+
+def test_history_fold_is_read_when_opened_and_marks_the_submission_shown(client, busy_board,
+                                                                        django_assert_max_num_queries):
+    page = client.get("/models/acme/complete-0/").content.decode()
+    assert 'id="history-body"' in page and 'hx-get="/models/acme/complete-0/history?submission=' in page
+    assert 'id="runs"' not in page  # not on the page itself
+    with django_assert_max_num_queries(HISTORY_QUERIES):
+        fold = client.get("/models/acme/complete-0/history", HTTP_HX_REQUEST="true")
+    html = fold.content.decode()
+    runs = re.findall(r"<tr><td>(\d+)</td><td>#", html)
+    assert fold.status_code == 200 and "<h1>" not in html and "(shown)" in html and len(runs) == 2
+    assert 'href="/models/acme/complete-0/?submission=' in html
+    standalone = client.get("/models/acme/complete-0/history").content.decode()
+    assert "<h1>History of" in standalone and "<html" in standalone
+    assert client.get("/models/acme/nothing/history").status_code == 404
+    assert client.get("/models/acme/complete-0/history?submission=x1").status_code == 404
 
 
 @pytest.mark.parametrize("query", ["", "&show=wrong", "&page=2"])

@@ -1,5 +1,9 @@
 """transformers on CPU: the light, deterministic fallback backend.
 
+The model runs where its weights are: the workers open it on the CPU; a caller may move
+`backend.model` to a GPU afterwards (performance/gpu_throughput.py --backend hf does), and every
+tensor the backend makes follows the model there.
+
 - generate: batched (left padding), greedy unless a request asks for sampling; explicit
   GenerationConfig built from our SamplingParams (the model's generation_config.json defaults
   are never used: what we pass is what we record).
@@ -123,7 +127,7 @@ class TransformersBackend(Backend):
             "repo_id": self.repo_id,
             "model_sha": self.model_sha,
             "dtype": self.dtype,
-            "device": "cpu",
+            "device": self.device.type,
             "batch_size": self.batch_size,
             "max_model_len": self.max_model_len,
             "generation_config": "explicit (model generation_config.json defaults ignored; eos ids used as stop tokens)",
@@ -132,7 +136,15 @@ class TransformersBackend(Backend):
         }
 
     def close(self) -> None:
+        self._closed_device = self.device
         self.model = None  # type: ignore[assignment]
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights are, hence where its inputs must be made."""
+        if self.model is None:
+            return getattr(self, "_closed_device", torch.device("cpu"))
+        return self.model.device
 
     # ------------------------------------------------------------------ tensor helpers
     def _left_padded(self, rows: Sequence[Sequence[int]]):
@@ -142,7 +154,8 @@ class TransformersBackend(Backend):
         for i, row in enumerate(rows):
             input_ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
             attention[i, width - len(row) :] = 1
-        return input_ids, attention
+        # Built on the CPU (one small copy per row), then moved in one copy each.
+        return input_ids.to(self.device), attention.to(self.device)
 
     def _forward_tail_logprobs(self, rows: Sequence[Sequence[int]], keep: int):
         """log-softmax of the last `keep` positions of each row (left padded, so rows end
@@ -403,4 +416,6 @@ class StopOnStrings(StoppingCriteria):
 
     def __call__(self, input_ids, scores, **kwargs):
         texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_width :], skip_special_tokens=True)
-        return torch.tensor([any(s in t for s in self.stops) for t in texts], dtype=torch.bool)
+        # On the inputs' device: generate ORs this with its own per-row flags, made there.
+        hits = [any(s in t for s in self.stops) for t in texts]
+        return torch.tensor(hits, dtype=torch.bool, device=input_ids.device)
