@@ -282,12 +282,11 @@ def submission_progress(request: HttpRequest, pk: int) -> HttpResponse:
 # --- model page --------------------------------------------------------------------------------------
 
 
-def _template_exists(name: str) -> bool:
+def _section_template(name: str) -> Any | None:
     try:
-        get_template(name)
+        return get_template(f"includes/{name}.html")
     except TemplateDoesNotExist:
-        return False
-    return True
+        return None
 
 
 def report_sections(report: dict[str, Any], request: HttpRequest | None = None) -> list[dict[str, Any]]:
@@ -296,9 +295,9 @@ def report_sections(report: dict[str, Any], request: HttpRequest | None = None) 
     sections = []
     for name in REPORT_SECTIONS:
         data = report.get(name)
-        template = f"includes/{name}.html" if _template_exists(f"includes/{name}.html") else None
-        if template:
-            html = render_to_string(template, {"section": data, "report": report}, request)
+        template = _section_template(name)
+        if template is not None:
+            html = template.render({"section": data, "report": report}, request)
         elif data:
             html = render_to_string("leaderboard/_section_fallback.html", {"data": data}, request)
         else:

@@ -165,6 +165,24 @@ def test_partial_credit_is_paired_from_sql_sums_like_the_engine_does():
     assert (difference.ci_low, difference.ci_high) == (pytest.approx(expected.ci_low), pytest.approx(expected.ci_high))
 
 
+def test_benchmarks_summed_in_one_query_stay_apart():
+    """The paired sums of every benchmark come from one query: a defect in one benchmark's
+    records (an item missing) makes that benchmark "not comparable" and changes no other's sums."""
+    # The same item ids in both benchmarks: sums grouped by item id alone would mix them.
+    gsm8k_a, gsm8k_b = samples(A_ITEMS, prefix="item-"), samples(B_ITEMS, prefix="item-")
+    arc_a, arc_b = samples(B_ITEMS, prefix="item-"), samples(A_ITEMS, prefix="item-")
+    publish("acme/one", {"gsm8k": (30, 40), "arc_challenge": (20, 40)}, samples={"gsm8k": gsm8k_a, "arc_challenge": arc_a})
+    publish("acme/two", {"gsm8k": (20, 40), "arc_challenge": (30, 40), "mmlu": (5, 10)},
+            samples={"gsm8k": gsm8k_b, "arc_challenge": arc_b})
+    SampleResult.objects.filter(run__submission__repo_id="acme/two", benchmark="gsm8k", index=0).delete()
+    rows = {row.benchmark: row.pairs[0] for row in compare.compare_models(["acme/one", "acme/two"]).rows}
+    assert rows["gsm8k"].not_comparable == "per-item records incomplete"
+    expected = paired.paired_difference([int(c) for c in B_ITEMS], [int(c) for c in A_ITEMS])
+    assert rows["arc_challenge"].difference.diff == pytest.approx(expected.diff) == pytest.approx(-25.0)
+    assert (rows["arc_challenge"].difference.a_only, rows["arc_challenge"].difference.b_only) == (2, 12)
+    assert rows["mmlu"].not_comparable == "measured on one model only"
+
+
 def test_overlapping_but_different_item_sets_are_not_paired():
     publish("acme/first", {"gsm8k": (2, 4)}, samples={"gsm8k": samples("1100")})
     shifted = samples("1100")
